@@ -1,0 +1,59 @@
+"""Rectified flow (flow matching) as small pure functions.
+
+Convention: `x_t = (1 - t) * x0 + t * noise`, so `t = 1` is pure noise and the
+model predicts the velocity `noise - x0`. Sampling integrates dx/dt = v from
+t = 1 down to t = 0.
+
+The shift `t' = s t / (1 + (s - 1) t)` (SD3, Open-Sora) moves timesteps toward
+the noisy end; bigger videos (more latent tokens) carry more redundant signal,
+so they need more noise to destroy the same information, hence `s` grows with
+the token count.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def sample_logit_normal(batch: int, generator: torch.Generator | None = None, mean: float = 0.0, std: float = 1.0) -> torch.Tensor:
+    """Training timesteps: sigmoid of a normal; concentrates on mid-range t, where the loss is hardest."""
+    u = torch.randn(batch, generator=generator) * std + mean
+    return torch.sigmoid(u)
+
+
+def shift_for_tokens(num_tokens: int, base_tokens: int = 64, base_shift: float = 1.0, max_tokens: int = 1024, max_shift: float = 3.0) -> float:
+    """Resolution- and length-aware shift: linear in log(token count) between two anchor points."""
+    if num_tokens <= 0:
+        raise ValueError("num_tokens must be positive")
+    a = math.log(base_tokens)
+    b = math.log(max_tokens)
+    frac = (math.log(num_tokens) - a) / (b - a)
+    return float(base_shift + frac * (max_shift - base_shift)) if frac > 0 else base_shift
+
+
+def apply_shift(t: torch.Tensor, shift: float) -> torch.Tensor:
+    return shift * t / (1.0 + (shift - 1.0) * t)
+
+
+def add_noise(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    tb = t.view(-1, *([1] * (x0.ndim - 1)))
+    return (1.0 - tb) * x0 + tb * noise
+
+
+def velocity_target(x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    return noise - x0
+
+
+def flow_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean-squared error between predicted and true velocity."""
+    return torch.mean((pred.float() - target.float()) ** 2)
+
+
+def sampling_timesteps(steps: int, shift: float) -> torch.Tensor:
+    """`steps + 1` decreasing times from 1 to 0, shifted like training."""
+    if steps < 1:
+        raise ValueError("steps must be at least 1")
+    t = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64)
+    return apply_shift(t, shift).to(torch.float32)
