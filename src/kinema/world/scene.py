@@ -57,13 +57,38 @@ CAMERA_SPEED = 0.22  # pan/tilt speed in frame widths per second (the normal obj
 
 RELATIONS: tuple[str, ...] = ("left of", "right of", "above", "below")
 
+# --- Shape geometry -------------------------------------------------------------------
+# Every shape fits an axis-aligned bounding box of side s = SIZES[size] * min(H, W) at
+# angle 0, centred on the object's position. Rotation (`angle`, spin) is counter-clockwise
+# on screen. The renderer draws exactly these shapes and the judge measures against them.
+CIRCLE_RADIUS_RATIO = 0.5  # circle: radius s/2
+SQUARE_SIDE_RATIO = 1.0  # square: axis-aligned side s
+TRIANGLE_BASE_RATIO = 1.0  # triangle: equilateral, pointing up, base s, centred on its bbox centre
+DIAMOND_WIDTH_RATIO = 0.6  # diamond: vertical diagonal s, horizontal diagonal 0.6 s (not a rotated square)
+STAR_POINTS = 5  # star: 5 points, one pointing up
+STAR_OUTER_RATIO = 0.5  # star outer radius s/2
+STAR_INNER_RATIO = 0.4  # inner radius / outer radius, i.e. inner radius 0.2 s
+CROSS_THICKNESS_RATIO = 1.0 / 3.0  # cross: plus sign, tip-to-tip arm length s, arm thickness s/3
+
+# --- Motion geometry ------------------------------------------------------------------
+BOUNCE_AMPLITUDE = 0.12  # bounce apex height, as a fraction of min(H, W): y = y0 - A |sin(pi f t)|
+
+# --- Background texture ---------------------------------------------------------------
+# Texture marks are grey with an HSV value in this range (saturation <= 0.15), darker than
+# every object color, so a judge can separate objects from texture by brightness/saturation.
+TEXTURE_VALUE_RANGE = (0.35, 0.45)
+
+# A relation holds at frame 0 when the centres differ along its axis by at least this
+# fraction of min(H, W) and that axis dominates the offset.
+RELATION_MARGIN = 0.15
+
 MAX_OBJECTS = 2
 
 
 @dataclass(frozen=True)
 class ObjectSpec:
-    """One object of a scene; positions are in world units where the frame is [0,1]^2
-    scaled by min(height, width) around the frame centre (see the renderer)."""
+    """One object of a scene. `x`, `y` are the start position of its centre in frame
+    fractions (x * width, y * height), so a scene renders at any canvas size."""
 
     shape: str
     color: str

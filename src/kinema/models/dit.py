@@ -1,0 +1,311 @@
+"""Diffusion transformer over video latents (facebookresearch/DiT style, for video).
+
+    x [B,C,T',h,w] --patchify+linear--> tokens [B,N,D]   (+ zero-init cond embedding)
+    c = timestep MLP(t) + MLP(masked mean of text) + zero-init MLP(camera)
+    N x DiTBlock:  self-attn (3D RoPE, QK-norm) -> cross-attn to text (QK-norm,
+                   key padding mask) -> MLP, each gated by adaLN-zero from c
+    final adaLN-zero layer -> linear -> unpatchify -> velocity [B,C,T',h,w]
+
+Positions are 3D rotary embeddings computed on the fly from the token grid,
+so any duration, size and aspect ratio works with no learned positions.
+Everything that could disturb a trained model when added later (frame
+conditioning, camera) enters through zero-initialised layers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kinema.errors import KinemaInputError
+from kinema.models.io import register_model
+from kinema.models.layers import count_params
+
+
+@dataclass
+class DiTConfig:
+    latent_channels: int = 16
+    hidden: int = 256
+    depth: int = 8
+    heads: int = 4
+    mlp_ratio: float = 4.0
+    text_dim: int = 384
+    patch: tuple[int, int, int] = (1, 2, 2)  # (pt, ph, pw)
+    cond_channels: int | None = None  # None -> latent_channels + 1 (clean latents + mask)
+    camera_dim: int = 0
+    rope_theta: float = 100.0  # small grids: a low base keeps every rotary frequency useful
+    timestep_scale: float = 1000.0  # t in [0, 1] -> sinusoid argument
+
+    def __post_init__(self) -> None:
+        if self.cond_channels is None:
+            self.cond_channels = self.latent_channels + 1
+        if self.hidden % self.heads:
+            raise ValueError("hidden must be divisible by heads")
+        if (self.hidden // self.heads) % 8:
+            raise ValueError("head dim must be a multiple of 8 (split into t/h/w rotary pairs)")
+
+
+# --- positions ------------------------------------------------------------------
+
+
+def rope_3d(grid: tuple[int, int, int], head_dim: int, theta: float, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos/sin [N, head_dim/2] for a (T', h, w) token grid flattened in t, h, w order.
+
+    The head dim's rotary pairs are split: a quarter for time, the rest shared
+    equally by height and width.
+    """
+    pairs = head_dim // 2
+    pt = pairs // 4
+    ph = (pairs - pt) // 2
+    pw = pairs - pt - ph
+    angles = []
+    for axis, (n, p) in enumerate(zip(grid, (pt, ph, pw))):
+        freqs = theta ** (-torch.arange(p, dtype=torch.float32, device=device) / p)
+        pos = torch.arange(n, dtype=torch.float32, device=device)
+        a = pos[:, None] * freqs[None]  # [n, p]
+        shape = [1, 1, 1, p]
+        shape[axis] = n
+        angles.append(a.view(shape).expand(*grid, p))
+    ang = torch.cat(angles, dim=-1).reshape(-1, pairs)
+    return ang.cos(), ang.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate [B, H, N, d] by the half-split convention (x1, x2) -> (x1 c - x2 s, x1 s + x2 c)."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+
+def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+    args = t.float()[:, None] * freqs[None]
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+
+
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return x * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)
+
+
+# --- blocks ---------------------------------------------------------------------------
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.q_norm = nn.RMSNorm(dim // heads, eps=1e-6)
+        self.k_norm = nn.RMSNorm(dim // heads, eps=1e-6)
+        self.out = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        b, n, d = x.shape
+        q, k, v = self.qkv(x).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        q = apply_rope(self.q_norm(q), *rope)
+        k = apply_rope(self.k_norm(k), *rope)
+        y = F.scaled_dot_product_attention(q, k, v)
+        return self.out(y.transpose(1, 2).reshape(b, n, d))
+
+
+class CrossAttention(nn.Module):
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(dim, 2 * dim)
+        self.q_norm = nn.RMSNorm(dim // heads, eps=1e-6)
+        self.k_norm = nn.RMSNorm(dim // heads, eps=1e-6)
+        self.out = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, ctx: torch.Tensor, ctx_mask: torch.Tensor) -> torch.Tensor:
+        """ctx [B, L, D]; ctx_mask [B, L] bool, True = attend."""
+        b, n, d = x.shape
+        hd = d // self.heads
+        q = self.q_norm(self.q(x).view(b, n, self.heads, hd).transpose(1, 2))
+        k, v = self.kv(ctx).view(b, ctx.shape[1], 2, self.heads, hd).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(q, self.k_norm(k), v, attn_mask=ctx_mask[:, None, None, :])
+        return self.out(y.transpose(1, 2).reshape(b, n, d))
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
+
+
+class DiTBlock(nn.Module):
+    """Self-attn, cross-attn and MLP, each pre-normed, modulated and gated by adaLN-zero."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.attn = SelfAttention(dim, heads)
+        self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.cross = CrossAttention(dim, heads)
+        self.norm3 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.ada = nn.Sequential(nn.SiLU(), nn.Linear(dim, 9 * dim))
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], ctx: torch.Tensor, ctx_mask: torch.Tensor) -> torch.Tensor:
+        sh1, sc1, g1, sh2, sc2, g2, sh3, sc3, g3 = self.ada(c).chunk(9, dim=-1)
+        x = x + g1.unsqueeze(1) * self.attn(modulate(self.norm1(x), sh1, sc1), rope)
+        x = x + g2.unsqueeze(1) * self.cross(modulate(self.norm2(x), sh2, sc2), ctx, ctx_mask)
+        x = x + g3.unsqueeze(1) * self.mlp(modulate(self.norm3(x), sh3, sc3))
+        return x
+
+
+class FinalLayer(nn.Module):
+    def __init__(self, dim: int, out_dim: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.ada = nn.Sequential(nn.SiLU(), nn.Linear(dim, 2 * dim))
+        self.linear = nn.Linear(dim, out_dim)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        shift, scale = self.ada(c).chunk(2, dim=-1)
+        return self.linear(modulate(self.norm(x), shift, scale))
+
+
+# --- the model ---------------------------------------------------------------------------
+
+
+@register_model(DiTConfig)
+class DiT(nn.Module):
+    def __init__(self, config: DiTConfig | None = None):
+        super().__init__()
+        cfg = self.config = config or DiTConfig()
+        d = cfg.hidden
+        pt, ph, pw = cfg.patch
+        self.patch_volume = pt * ph * pw
+        self.x_embed = nn.Linear(cfg.latent_channels * self.patch_volume, d)
+        self.cond_embed = nn.Linear(cfg.cond_channels * self.patch_volume, d)
+        self.t_embed = nn.Sequential(nn.Linear(256, d), nn.SiLU(), nn.Linear(d, d))
+        self.pool_embed = nn.Sequential(nn.Linear(cfg.text_dim, d), nn.SiLU(), nn.Linear(d, d))
+        self.text_embed = nn.Sequential(nn.LayerNorm(cfg.text_dim), nn.Linear(cfg.text_dim, d))
+        # Always-visible key: lets attention "look at nothing" and keeps an all-padding prompt well defined.
+        self.null_token = nn.Parameter(torch.zeros(1, 1, d))
+        self.camera_embed = nn.Sequential(nn.Linear(cfg.camera_dim, d), nn.SiLU(), nn.Linear(d, d)) if cfg.camera_dim > 0 else None
+        self.blocks = nn.ModuleList(DiTBlock(d, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.depth))
+        self.final = FinalLayer(d, cfg.latent_channels * self.patch_volume)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        def base(m: nn.Module) -> None:
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+
+        self.apply(base)
+        for m in (*self.t_embed, *self.pool_embed):
+            if isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, std=0.02)
+        nn.init.normal_(self.null_token, std=0.02)
+        zero = [self.cond_embed, self.final.ada[-1], self.final.linear] + [b.ada[-1] for b in self.blocks]
+        if self.camera_embed is not None:
+            zero.append(self.camera_embed[-1])
+        for m in zero:
+            nn.init.zeros_(m.weight)
+            nn.init.zeros_(m.bias)
+
+    # -- patches ------------------------------------------------------------------------
+    def grid(self, t: int, h: int, w: int) -> tuple[int, int, int]:
+        pt, ph, pw = self.config.patch
+        if t % pt or h % ph or w % pw:
+            raise KinemaInputError(f"latent size {t}x{h}x{w} must be divisible by the patch {pt}x{ph}x{pw}")
+        return t // pt, h // ph, w // pw
+
+    def patchify(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, C, T, H, W] -> [B, N, C*pt*ph*pw]."""
+        b, c, t, h, w = x.shape
+        pt, ph, pw = self.config.patch
+        x = x.reshape(b, c, t // pt, pt, h // ph, ph, w // pw, pw)
+        return x.permute(0, 2, 4, 6, 1, 3, 5, 7).reshape(b, -1, c * self.patch_volume)
+
+    def unpatchify(self, x: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
+        b = x.shape[0]
+        gt, gh, gw = grid
+        pt, ph, pw = self.config.patch
+        c = x.shape[-1] // self.patch_volume
+        x = x.reshape(b, gt, gh, gw, c, pt, ph, pw).permute(0, 4, 1, 5, 2, 6, 3, 7)
+        return x.reshape(b, c, gt * pt, gh * ph, gw * pw)
+
+    # -- forward ---------------------------------------------------------------------------
+    def forward(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        text: torch.Tensor,
+        text_mask: torch.Tensor,
+        cond: torch.Tensor | None = None,
+        camera: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Velocity (noise - x0) for normalised latents x [B,C,T',h,w] at times t [B] in [0, 1]."""
+        cfg = self.config
+        if x.ndim != 5 or x.shape[1] != cfg.latent_channels:
+            raise KinemaInputError(f"latents must be [B, {cfg.latent_channels}, T', h, w], got {list(x.shape)}")
+        grid = self.grid(*x.shape[2:])
+        tokens = self.x_embed(self.patchify(x))
+        if cond is not None:
+            if cond.shape[1] != cfg.cond_channels or cond.shape[2:] != x.shape[2:]:
+                raise KinemaInputError(f"cond must be [B, {cfg.cond_channels}, {', '.join(map(str, x.shape[2:]))}], got {list(cond.shape)}")
+            tokens = tokens + self.cond_embed(self.patchify(cond.to(x.dtype)))
+
+        text = text.to(x.dtype)
+        mask = text_mask.to(torch.bool)
+        weights = mask.to(x.dtype).unsqueeze(-1)
+        pooled = (text * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+        c = self.t_embed(timestep_embedding(t * cfg.timestep_scale, 256).to(x.dtype)) + self.pool_embed(pooled)
+        if self.camera_embed is not None and camera is not None:
+            c = c + self.camera_embed(camera.to(x.dtype))
+
+        b = x.shape[0]
+        ctx = torch.cat([self.null_token.expand(b, -1, -1), self.text_embed(text)], dim=1)
+        ctx_mask = torch.cat([mask.new_ones(b, 1), mask], dim=1)
+        cos, sin = rope_3d(grid, cfg.hidden // cfg.heads, cfg.rope_theta, x.device)
+        rope = (cos.to(x.dtype), sin.to(x.dtype))
+
+        for block in self.blocks:
+            tokens = block(tokens, c, rope, ctx, ctx_mask)
+        return self.unpatchify(self.final(tokens, c), grid)
+
+    # -- accounting ------------------------------------------------------------------------
+    def num_params(self) -> int:
+        return count_params(self)
+
+    def flops_per_sample(self, num_frames_latent: int, h: int, w: int, text_len: int, with_cond: bool = False) -> float:
+        """Forward FLOPs for one sample (2 per multiply-add), counting every matmul and attention.
+
+        Elementwise work (norms, activations, RoPE) is left out; it is a few
+        percent here and is not what a GFLOP/s figure measures.
+        """
+        cfg = self.config
+        d = cfg.hidden
+        gt, gh, gw = self.grid(num_frames_latent, h, w)
+        n = gt * gh * gw
+        l_ctx = text_len + 1  # + null token
+        hidden_mlp = int(d * cfg.mlp_ratio)
+        f = 2 * n * cfg.latent_channels * self.patch_volume * d  # x embed
+        if with_cond:
+            f += 2 * n * cfg.cond_channels * self.patch_volume * d
+        f += 2 * (256 * d + d * d) + 2 * (cfg.text_dim * d + d * d)  # timestep and pooled-text MLPs
+        if self.camera_embed is not None:
+            f += 2 * (cfg.camera_dim * d + d * d)
+        f += 2 * text_len * cfg.text_dim * d  # text projection
+        per_block = (
+            2 * n * d * 3 * d + 4 * n * n * d + 2 * n * d * d  # self-attention: qkv, QK^T + AV, out
+            + 2 * n * d * d + 2 * l_ctx * d * 2 * d + 4 * n * l_ctx * d + 2 * n * d * d  # cross-attention
+            + 2 * n * d * hidden_mlp * 2  # MLP
+            + 2 * d * 9 * d  # adaLN
+        )
+        f += cfg.depth * per_block
+        f += 2 * d * 2 * d + 2 * n * d * cfg.latent_channels * self.patch_volume  # final layer
+        return float(f)

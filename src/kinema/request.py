@@ -1,0 +1,120 @@
+"""The one request vocabulary: every way in (CLI, Python API, HTTP) builds a `GenerationRequest`.
+
+Validation that holds for every backend lives here, once, so all callers get
+the same one-line errors. Limits that depend on the model (sizes, buckets,
+maximum length, prompt tokens) are checked by `Backend.validate`, which also
+fills the `None` fields with the backend's defaults.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from kinema.errors import KinemaInputError
+
+MAX_PROMPT_CHARS = 1000
+MAX_STEPS = 200
+MAX_FPS = 60.0
+MAX_SIDE = 4096
+MAX_SEED = 2**63 - 1
+
+OutputFormat = Literal["mp4", "gif", "png"]
+
+
+class GenerationRequest(BaseModel):
+    """A text-to-video job. `None` means "the backend's default"; a `None` seed means a random one."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    prompt: str
+    negative_prompt: str = ""
+    seed: int | None = None
+    steps: int | None = None
+    guidance: float | None = None
+    sampler: str | None = None
+    width: int | None = None
+    height: int | None = None
+    seconds: float | None = None
+    fps: float | None = None
+    format: OutputFormat | None = None
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("the prompt is empty; describe the video you want")
+        if len(v) > MAX_PROMPT_CHARS:
+            raise ValueError(f"the prompt is {len(v)} characters; the limit is {MAX_PROMPT_CHARS}")
+        return v.strip()
+
+    @field_validator("negative_prompt")
+    @classmethod
+    def _negative(cls, v: str) -> str:
+        if len(v) > MAX_PROMPT_CHARS:
+            raise ValueError(f"the negative prompt is {len(v)} characters; the limit is {MAX_PROMPT_CHARS}")
+        return v.strip()
+
+    @field_validator("seed")
+    @classmethod
+    def _seed(cls, v: int | None) -> int | None:
+        if v is not None and not 0 <= v <= MAX_SEED:
+            raise ValueError(f"seed must be between 0 and {MAX_SEED}, got {v}")
+        return v
+
+    @field_validator("steps")
+    @classmethod
+    def _steps(cls, v: int | None) -> int | None:
+        if v is not None and not 1 <= v <= MAX_STEPS:
+            raise ValueError(f"steps must be between 1 and {MAX_STEPS}, got {v}")
+        return v
+
+    @field_validator("guidance")
+    @classmethod
+    def _guidance(cls, v: float | None) -> float | None:
+        if v is not None and not v >= 0:  # `not >=` also rejects NaN
+            raise ValueError(f"guidance must be >= 0, got {v}")
+        return v
+
+    @field_validator("width", "height")
+    @classmethod
+    def _side(cls, v: int | None, info: Any) -> int | None:
+        if v is not None and not 1 <= v <= MAX_SIDE:
+            raise ValueError(f"{info.field_name} must be between 1 and {MAX_SIDE} pixels, got {v}")
+        return v
+
+    @field_validator("seconds")
+    @classmethod
+    def _seconds(cls, v: float | None) -> float | None:
+        if v is not None and not (v > 0 and v < float("inf")):
+            raise ValueError(f"seconds must be > 0, got {v}")
+        return v
+
+    @field_validator("fps")
+    @classmethod
+    def _fps(cls, v: float | None) -> float | None:
+        if v is not None and not 0 < v <= MAX_FPS:
+            raise ValueError(f"fps must be > 0 and <= {MAX_FPS:g}, got {v}")
+        return v
+
+
+def input_error(exc: ValidationError) -> KinemaInputError:
+    """One line for the first problem, naming the field (pydantic's own text is several lines)."""
+    err = exc.errors()[0]
+    field = ".".join(str(p) for p in err.get("loc", ()))
+    if err["type"] == "extra_forbidden":
+        return KinemaInputError(f"unknown option {field!r}")
+    msg = str(err.get("msg", "invalid value"))
+    msg = msg.removeprefix("Value error, ")
+    if err["type"] == "value_error":  # our validators already name the field
+        return KinemaInputError(msg)
+    return KinemaInputError(f"{field}: {msg}" if field else msg)
+
+
+def make_request(**fields: Any) -> GenerationRequest:
+    """Build a request, turning validation failures into a one-line KinemaInputError."""
+    try:
+        return GenerationRequest(**fields)
+    except ValidationError as exc:
+        raise input_error(exc) from None

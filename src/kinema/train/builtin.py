@@ -1,0 +1,238 @@
+"""The whole training recipe behind `kinema train CONFIG`.
+
+Stages, each resumable and skipped once done (a marker with its stats is
+written under `<output>/work/`):
+
+    data    render the Shapes World dataset (train split, held-out pairs excluded)
+    vae     train the causal video VAE on random crops
+    cache   encode every clip to latents and every caption to embeddings once
+    dit     train the DiT on the cache (flow matching, CFG dropout, EMA)
+    export  fp16 `<output>/model/{vae,dit}` + pipeline.json, and train_stats.json
+
+A user training on their own footage lists only the stages they need, e.g.
+`stages = ["cache", "dit", "export"]` with `vae_path` pointing at a VAE.
+Under torchrun, data/cache/export run on rank 0 while the other ranks wait;
+the training stages run on every rank.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kinema.errors import KinemaInputError
+from kinema.train.config import TrainConfig, config_to_dict
+from kinema.train.distributed import DistInfo, barrier, cleanup, init_distributed
+
+DIT_EXPORT_RESERVE_MINUTES = 1.0  # left for export when a total budget caps the DiT
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Every file a run writes, in one place."""
+
+    root: Path
+
+    @property
+    def work(self) -> Path:
+        return self.root / "work"
+
+    @property
+    def vae_trained(self) -> Path:
+        return self.work / "vae_trained"
+
+    @property
+    def vae_final(self) -> Path:  # trained VAE + latent mean/std, used by the DiT and exported
+        return self.work / "vae"
+
+    @property
+    def dit_ema(self) -> Path:
+        return self.work / "dit_ema"
+
+    @property
+    def cache(self) -> Path:
+        return self.root / "cache"
+
+    @property
+    def model(self) -> Path:
+        return self.root / "model"
+
+    @property
+    def stats(self) -> Path:
+        return self.root / "train_stats.json"
+
+    def checkpoints(self, stage: str) -> Path:
+        return self.root / "checkpoints" / stage
+
+    def marker(self, stage: str) -> Path:
+        return self.work / f"{stage}.done.json"
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(payload, indent=2))
+    os.replace(tmp, path)
+
+
+def _done(paths: RunPaths, stage: str) -> dict[str, Any] | None:
+    m = paths.marker(stage)
+    return json.loads(m.read_text()) if m.is_file() else None
+
+
+def _log(dist: DistInfo, msg: str) -> None:
+    if dist.is_main:
+        print(f"[kinema train] {msg}", flush=True)
+
+
+# --- stages ------------------------------------------------------------------------
+
+
+def stage_data(cfg: TrainConfig) -> dict[str, Any]:
+    """Render the Shapes World training split into `cfg.dataset_path`."""
+    from kinema.world.dataset import write_dataset
+    from kinema.world.scene import ClipSpec
+
+    r = cfg.data.render
+    short = [ClipSpec(h, w, min(cfg.data.frame_counts), cfg.data.fps) for h, w in cfg.data.buckets]
+    long_ = [ClipSpec(h, w, r.long_frames, cfg.data.fps) for h, w in cfg.data.buckets] if r.long_clip_fraction > 0 else []
+    specs = short + long_
+    weights = [(1 - r.long_clip_fraction) / len(short)] * len(short) + [r.long_clip_fraction / max(1, len(long_))] * len(long_)
+    write_dataset(cfg.dataset_path, r.num_clips, specs, seed=cfg.seed, heldout=r.heldout, bucket_weights=weights, workers=r.workers, progress=cfg.progress)
+    return {"clips": r.num_clips}
+
+
+def _records(cfg: TrainConfig):
+    from kinema.train.data import assign_buckets, read_metadata
+
+    return assign_buckets(read_metadata(cfg.dataset_path), cfg.data.buckets, cfg.data.frame_counts, cfg.data.fps)
+
+
+def stage_vae(cfg: TrainConfig, paths: RunPaths, dist: DistInfo) -> dict[str, Any]:
+    from kinema.train.vae_trainer import train_vae
+
+    res = train_vae(cfg, _records(cfg), dist, paths.vae_trained, paths.checkpoints("vae"))
+    return {"steps": res.steps, "seconds": res.seconds, "samples_per_second": res.samples_per_second, "final_loss": res.final_loss, "stopped_by": res.stopped_by, "batch_size": cfg.vae.batch_size}
+
+
+def _vae_source(cfg: TrainConfig, paths: RunPaths) -> Path:
+    src = Path(cfg.vae_path) if cfg.vae_path else paths.vae_trained
+    if not (src / "model.safetensors").is_file():
+        hint = "set vae_path to a trained VAE directory" if not cfg.vae_path else "it has no model.safetensors"
+        raise KinemaInputError(f"no VAE at {src} for the cache stage: run the vae stage first or {hint}")
+    return src
+
+
+def stage_cache(cfg: TrainConfig, paths: RunPaths) -> dict[str, Any]:
+    from kinema.models.io import load_pretrained, save_pretrained
+    from kinema.models.text import load_text_encoder
+    from kinema.train.latents import TRAIN_MAX_TOKENS, cache_latents, cache_text
+
+    records = _records(cfg)
+    src = _vae_source(cfg, paths)
+    vae = load_pretrained(src)
+    stats = cache_latents(vae, src / "model.safetensors", records, cfg.data.fps, paths.cache, cfg.vae.encode_batch_size, cfg.cache_precision, cfg.progress)
+    vae.config.latent_mean, vae.config.latent_std = stats.mean, stats.std
+    save_pretrained(vae, paths.vae_final)
+    encoder = load_text_encoder(cfg.text_encoder, max_tokens=TRAIN_MAX_TOKENS)
+    cache_text(encoder, cfg.text_encoder, records, paths.cache, precision=cfg.cache_precision, progress=cfg.progress)
+    return {"clips": len(records), "latent_std_mean": sum(stats.std) / len(stats.std)}
+
+
+def _dit_budget(cfg: TrainConfig, paths: RunPaths) -> float:
+    """The DiT's minutes: its own budget, capped by what the total budget leaves after the other stages."""
+    own = cfg.dit.time_budget_minutes
+    if cfg.total_budget_minutes <= 0:
+        return own
+    used = sum((_done(paths, s) or {}).get("wall_seconds", 0.0) for s in ("data", "vae", "cache")) / 60.0
+    left = max(0.5, cfg.total_budget_minutes - used - DIT_EXPORT_RESERVE_MINUTES)
+    return min(own, left) if own > 0 else left
+
+
+def stage_dit(cfg: TrainConfig, paths: RunPaths, dist: DistInfo) -> dict[str, Any]:
+    from kinema.models.io import save_pretrained
+    from kinema.train.dit_trainer import train_dit
+    from kinema.train.latents import LatentCache
+
+    if not (paths.cache / "text" / "meta.json").is_file() or not (paths.cache / "latents" / "meta.json").is_file():
+        raise KinemaInputError(f"no latent cache in {paths.cache}: run the cache stage first")
+    cache = LatentCache.load(paths.cache)
+    text_dim = json.loads((paths.cache / "text" / "meta.json").read_text())["dim"]
+    budget = _dit_budget(cfg, paths)
+    _log(dist, f"dit: time budget {budget:.1f} min" if budget > 0 else "dit: no time budget")
+    res, ema_model, _ = train_dit(cfg, cache, text_dim, dist, paths.checkpoints("dit"), budget)
+    if dist.is_main:
+        save_pretrained(ema_model, paths.dit_ema)
+    return {"steps": res.steps, "seconds": res.seconds, "samples_per_second": res.samples_per_second, "final_loss": res.final_loss, "stopped_by": res.stopped_by, "batch_size": cfg.dit.batch_size, "budget_minutes": budget}
+
+
+def stage_export(cfg: TrainConfig, paths: RunPaths) -> dict[str, Any]:
+    """fp16 VAE + EMA DiT + pipeline.json: a model directory the engine loads as is."""
+    import torch
+
+    from kinema.engine.native import NativeConfig, ShiftConfig
+    from kinema.models.io import load_pretrained, save_pretrained
+
+    for d, stage in ((paths.vae_final, "cache"), (paths.dit_ema, "dit")):
+        if not (d / "model.safetensors").is_file():
+            raise KinemaInputError(f"nothing to export at {d}: run the {stage} stage first")
+    save_pretrained(load_pretrained(paths.vae_final), paths.model / "vae", dtype=torch.float16)
+    save_pretrained(load_pretrained(paths.dit_ema), paths.model / "dit", dtype=torch.float16)
+    e, d = cfg.export, cfg.dit
+    NativeConfig(
+        text_encoder=cfg.text_encoder,
+        max_prompt_tokens=e.max_prompt_tokens,
+        buckets=[list(b) for b in cfg.data.buckets],
+        fps=cfg.data.fps,
+        seconds=e.seconds,
+        max_seconds=e.max_seconds,
+        steps=e.steps,
+        guidance=e.guidance,
+        sampler=e.sampler,
+        shift=ShiftConfig(d.shift_base_tokens, d.shift_base_shift, d.shift_max_tokens, d.shift_max_shift),
+    ).save(paths.model)
+    return {"model_dir": str(paths.model)}
+
+
+# --- the recipe --------------------------------------------------------------------
+
+
+def run(cfg: TrainConfig) -> dict[str, Any]:
+    """Run the configured stages in order; returns the stats written to train_stats.json."""
+    dist = init_distributed()
+    paths = RunPaths(cfg.output)
+    try:
+        if dist.is_main:
+            paths.work.mkdir(parents=True, exist_ok=True)
+            _write_json(paths.work / "config.json", config_to_dict(cfg))
+        for stage in cfg.stages:
+            barrier(dist)
+            if _done(paths, stage) is not None:
+                _log(dist, f"{stage}: already done, skipped")
+                continue
+            _log(dist, f"{stage}: starting")
+            start = time.monotonic()
+            stats: dict[str, Any] | None = None
+            if stage == "vae":
+                stats = stage_vae(cfg, paths, dist)
+            elif stage == "dit":
+                stats = stage_dit(cfg, paths, dist)
+            elif dist.is_main:
+                stats = {"data": lambda: stage_data(cfg), "cache": lambda: stage_cache(cfg, paths), "export": lambda: stage_export(cfg, paths)}[stage]()
+            if dist.is_main and stats is not None:
+                # A resumed training stage reports its loop time across all runs in "seconds".
+                stats["wall_seconds"] = max(time.monotonic() - start, stats.get("seconds", 0.0))
+                _write_json(paths.marker(stage), stats)
+                _log(dist, f"{stage}: done in {stats['wall_seconds'] / 60:.1f} min")
+        barrier(dist)
+        summary = {s: _done(paths, s) for s in ("data", "vae", "cache", "dit", "export") if _done(paths, s) is not None}
+        summary_out = {"stages": summary, "total_wall_seconds": sum(v.get("wall_seconds", 0.0) for v in summary.values()), "world_size": dist.world_size}
+        if dist.is_main:
+            _write_json(paths.stats, summary_out)
+        return summary_out
+    finally:
+        cleanup(dist)

@@ -1,0 +1,236 @@
+"""Training configuration: a readable TOML file parsed into dataclasses.
+
+Why TOML + dataclasses: one file a person can read says everything a run does
+(no environment variables, no hidden globals), and a typo in a key is refused
+up front instead of silently training the wrong model for two hours.
+Model fields (`[vae.model]`, `[dit.model]`) are passed through to the model's
+own config dataclass, which checks them when the stage starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kinema.errors import KinemaInputError
+
+STAGES = ("data", "vae", "cache", "dit", "export")
+
+
+@dataclass
+class RenderConfig:
+    """How the built-in Shapes World dataset is rendered (stage "data")."""
+
+    num_clips: int = 16000
+    long_clip_fraction: float = 0.1  # share of clips rendered at `long_frames`
+    long_frames: int = 33
+    workers: int = 2
+    heldout: str = "exclude"
+
+
+@dataclass
+class DataConfig:
+    """Where the clips are and which shapes they are trained at.
+
+    `dataset_dir` is relative to the output directory unless absolute; `buckets`
+    are (height, width) pairs; `frame_counts` are the allowed clip lengths
+    (each 1 + 4k). A clip goes to the bucket nearest its aspect ratio and the
+    longest allowed length it can fill at `fps`.
+    """
+
+    dataset_dir: str = "dataset"
+    buckets: list[list[int]] = field(default_factory=lambda: [[64, 64], [64, 112], [112, 64]])
+    frame_counts: list[int] = field(default_factory=lambda: [17, 33])
+    fps: float = 8.0
+    bucket_weights: dict[str, float] = field(default_factory=dict)  # "HxWxT" -> weight; default: clip count
+    render: RenderConfig = field(default_factory=RenderConfig)
+
+
+@dataclass
+class VAEStageConfig:
+    """VAE training on random crops of a pool of clips decoded once into RAM."""
+
+    model: dict[str, Any] = field(default_factory=dict)
+    steps: int = 4000
+    batch_size: int = 16
+    crop_size: int = 32
+    crop_frames: int = 9
+    pool_clips: int = 600
+    lr: float = 1e-3
+    warmup_steps: int = 100
+    weight_decay: float = 0.0
+    kl_weight: float = 1e-6
+    grad_clip: float = 1.0
+    lr_schedule: str = "cosine"
+    precision: str = "fp32"  # "fp32" or "bf16" (CPU autocast)
+    time_budget_minutes: float = 18.0
+    encode_batch_size: int = 16
+
+
+@dataclass
+class DiTStageConfig:
+    """DiT flow-matching training on cached latents and caption embeddings."""
+
+    model: dict[str, Any] = field(default_factory=dict)
+    steps: int = 20000
+    batch_size: int = 64
+    lr: float = 3e-4
+    warmup_steps: int = 500
+    weight_decay: float = 0.01
+    lr_schedule: str = "cosine"
+    ema_decay: float = 0.999
+    grad_clip: float = 1.0
+    caption_dropout: float = 0.1
+    t_mean: float = 0.0
+    t_std: float = 1.0
+    shift_base_tokens: int = 64
+    shift_base_shift: float = 1.0
+    shift_max_tokens: int = 1024
+    shift_max_shift: float = 3.0
+    precision: str = "bf16"
+    time_budget_minutes: float = 80.0
+
+
+@dataclass
+class ExportConfig:
+    """What goes into `<output>/model/pipeline.json` for the engine."""
+
+    seconds: float = 2.0
+    max_seconds: float = 4.0
+    steps: int = 20
+    guidance: float = 4.0
+    sampler: str = "dpmpp-2m"
+    max_prompt_tokens: int = 64
+
+
+@dataclass
+class TrainConfig:
+    """A whole training run. `stages` picks which of data/vae/cache/dit/export run."""
+
+    output_dir: str = "runs/builtin"
+    seed: int = 0
+    stages: list[str] = field(default_factory=lambda: list(STAGES))
+    text_encoder: str = "all-MiniLM-L6-v2"
+    vae_path: str = ""  # pretrained VAE dir for a dit-only run; default <output>/model/vae
+    total_budget_minutes: float = 0.0  # 0 = no overall cap; else the DiT gets what is left
+    checkpoint_every_steps: int = 500
+    checkpoint_every_minutes: float = 10.0
+    progress: bool = True
+    cache_precision: str = "fp32"  # VAE + text encoder when caching: "bf16" is ~3x faster on CPU
+    data: DataConfig = field(default_factory=DataConfig)
+    vae: VAEStageConfig = field(default_factory=VAEStageConfig)
+    dit: DiTStageConfig = field(default_factory=DiTStageConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+
+    @property
+    def output(self) -> Path:
+        return Path(self.output_dir)
+
+    @property
+    def dataset_path(self) -> Path:
+        p = Path(self.data.dataset_dir)
+        return p if p.is_absolute() else self.output / p
+
+    @property
+    def vae_dir(self) -> Path:
+        return Path(self.vae_path) if self.vae_path else self.output / "model" / "vae"
+
+
+def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+    """Make dataclass `cls` from a TOML table, refusing unknown keys by name."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise KinemaInputError(f"unknown key(s) {unknown} in {f'[{where}]' if where else 'the top level'}; allowed: {sorted(fields)}")
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        f = fields[name]
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default  # type: ignore[misc]
+        if dataclasses.is_dataclass(default):
+            if not isinstance(value, dict):
+                raise KinemaInputError(f"[{where}.{name}] must be a table")
+            kwargs[name] = _build(type(default), value, f"{where}.{name}" if where else name)
+        else:
+            kwargs[name] = _check_type(value, default, f"{where}.{name}" if where else name)
+    return cls(**kwargs)
+
+
+def _check_type(value: Any, default: Any, where: str) -> Any:
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, str):
+        ok = isinstance(value, str)
+    elif isinstance(default, list):
+        ok = isinstance(value, list)
+    elif isinstance(default, dict):
+        ok = isinstance(value, dict)
+    else:
+        ok = True
+    if not ok:
+        raise KinemaInputError(f"{where} must be a {type(default).__name__}, got {value!r}")
+    return value
+
+
+def validate(cfg: TrainConfig) -> TrainConfig:
+    """Checks that do not need the models: stages, buckets, frame counts, ranges."""
+    bad = [s for s in cfg.stages if s not in STAGES]
+    if bad or not cfg.stages:
+        raise KinemaInputError(f"stages must be a non-empty subset of {list(STAGES)}, got {cfg.stages}")
+    for hw in cfg.data.buckets:
+        if len(hw) != 2 or any((not isinstance(v, int)) or v <= 0 or v % 16 for v in hw):
+            raise KinemaInputError(f"data.buckets entries must be [height, width] multiples of 16, got {hw}")
+    if not cfg.data.buckets:
+        raise KinemaInputError("data.buckets must list at least one [height, width]")
+    for n in cfg.data.frame_counts:
+        if n < 1 or (n - 1) % 4:
+            raise KinemaInputError(f"data.frame_counts must be 1 + 4k, got {n}")
+    if (cfg.vae.crop_frames - 1) % 4 or cfg.vae.crop_frames < 1:
+        raise KinemaInputError(f"vae.crop_frames must be 1 + 4k, got {cfg.vae.crop_frames}")
+    if cfg.vae.crop_size % 8 or cfg.vae.crop_size <= 0:
+        raise KinemaInputError(f"vae.crop_size must be a positive multiple of 8, got {cfg.vae.crop_size}")
+    for name, stage in (("vae", cfg.vae), ("dit", cfg.dit)):
+        if stage.precision not in ("fp32", "bf16"):
+            raise KinemaInputError(f"{name}.precision must be 'fp32' or 'bf16', got {stage.precision!r}")
+        if stage.lr_schedule not in ("cosine", "constant"):
+            raise KinemaInputError(f"{name}.lr_schedule must be 'cosine' or 'constant', got {stage.lr_schedule!r}")
+        if stage.batch_size < 1 or stage.steps < 0:
+            raise KinemaInputError(f"{name}.batch_size must be >= 1 and steps >= 0")
+    if cfg.cache_precision not in ("fp32", "bf16"):
+        raise KinemaInputError(f"cache_precision must be 'fp32' or 'bf16', got {cfg.cache_precision!r}")
+    if not 0.0 <= cfg.dit.caption_dropout < 1.0:
+        raise KinemaInputError(f"dit.caption_dropout must be in [0, 1), got {cfg.dit.caption_dropout}")
+    if not 0.0 <= cfg.dit.ema_decay < 1.0:
+        raise KinemaInputError(f"dit.ema_decay must be in [0, 1), got {cfg.dit.ema_decay}")
+    return cfg
+
+
+def load_config(path: str | Path, output_dir: str | None = None) -> TrainConfig:
+    """Read a TOML training config; `output_dir`, when given, overrides the file's.
+
+    A relative `output_dir` in the file is taken relative to the current directory
+    (where the user runs `kinema train`), like every other CLI path.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise KinemaInputError(f"training config not found: {p}")
+    try:
+        raw = tomllib.loads(p.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise KinemaInputError(f"{p} is not valid TOML: {exc}") from None
+    cfg = _build(TrainConfig, raw, "")
+    if output_dir is not None:
+        cfg.output_dir = output_dir
+    return validate(cfg)
+
+
+def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
+    """Plain dict (saved beside checkpoints so a run records how it was made)."""
+    return dataclasses.asdict(cfg)

@@ -1,0 +1,124 @@
+"""Train the DiT with rectified flow on cached latents and caption embeddings.
+
+Each step: a bucket-uniform batch of normalised latents x0, one random caption
+per clip (replaced by the empty prompt with probability `caption_dropout`, so
+the same model also predicts the unconditional velocity CFG needs),
+t ~ logit-normal then shifted for the batch's token count, x_t = (1-t) x0 + t ε,
+and an MSE on the velocity ε - x0.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from kinema.diffusion.flow import add_noise, apply_shift, flow_loss, sample_logit_normal, shift_for_tokens, velocity_target
+from kinema.errors import KinemaInputError
+from kinema.models.io import config_from_dict
+from kinema.train.buckets import BucketSampler
+from kinema.train.config import DiTStageConfig, TrainConfig
+from kinema.train.distributed import DistInfo, wrap_model
+from kinema.train.latents import LatentCache
+from kinema.train.loop import EMA, LoopResult, LoopSettings, make_optimizer, run_loop
+from kinema.train.vae_trainer import autocast
+
+
+def build_dit(model_fields: dict, latent_channels: int, text_dim: int):
+    """DiT from `[dit.model]`; latent channels and text width come from the VAE and encoder."""
+    from kinema.models.dit import DiT, DiTConfig
+
+    fields = {**model_fields, "latent_channels": latent_channels, "text_dim": text_dim}
+    try:
+        return DiT(config_from_dict(DiTConfig, fields))
+    except (ValueError, TypeError) as exc:
+        raise KinemaInputError(f"[dit.model]: {exc}") from None
+
+
+def batch_shift(d: DiTStageConfig, patch: tuple[int, int, int], latent_shape: tuple[int, ...]) -> float:
+    """The timestep shift for this latent size (same formula the sampler uses)."""
+    _, t, h, w = latent_shape[-4:]
+    tokens = (t // patch[0]) * (h // patch[1]) * (w // patch[2])
+    return shift_for_tokens(tokens, d.shift_base_tokens, d.shift_base_shift, d.shift_max_tokens, d.shift_max_shift)
+
+
+class DiTBatches:
+    """Turns (step, rank) into a training batch drawn from the RAM cache."""
+
+    def __init__(self, cache: LatentCache, cfg: TrainConfig, dist: DistInfo):
+        self.cache = cache
+        self.cfg = cfg
+        self.rank = dist.rank
+        keys = sorted(cache.latents)
+        self.offsets, bucket_of, start = {}, [], 0
+        for k in keys:
+            self.offsets[k] = start
+            n = cache.latents[k].shape[0]
+            bucket_of += [k] * n
+            start += n
+        self.sampler = BucketSampler(bucket_of, cfg.dit.batch_size, cfg.seed, dist.rank, dist.world_size, cfg.data.bucket_weights or None)
+        c = cache.latent_mean.numel()
+        self.mean = cache.latent_mean.view(1, c, 1, 1, 1)
+        self.std = cache.latent_std.view(1, c, 1, 1, 1)
+
+    def __call__(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, np.random.Generator]:
+        """(x0 normalised [B,C,T',h,w], text [B,L,D], mask [B,L], rng for the rest of the step)."""
+        key, idx = self.sampler.batch(step)
+        rows = torch.as_tensor(idx - self.offsets[key])
+        x0 = (self.cache.latents[key][rows].float() - self.mean) / self.std
+        rng = np.random.default_rng([self.cfg.seed, 2, step, self.rank])
+        clips = self.cache.clip_ids[key][rows].numpy()
+        lo, hi = self.cache.clip_offsets[clips].numpy(), self.cache.clip_offsets[clips + 1].numpy()
+        pick = lo + (rng.random(len(clips)) * (hi - lo)).astype(np.int64)
+        cap = self.cache.caption_ids[torch.as_tensor(pick)]
+        drop = torch.as_tensor(rng.random(len(clips)) < self.cfg.dit.caption_dropout)
+        cap = torch.where(drop, torch.zeros_like(cap), cap)  # row 0 = the empty prompt
+        lengths = self.cache.text_lengths[cap].long()
+        width = int(lengths.max())
+        text = self.cache.text_hidden[cap, :width].float()
+        mask = torch.arange(width)[None, :] < lengths[:, None]
+        return x0, text, mask, rng
+
+
+def train_dit(cfg: TrainConfig, cache: LatentCache, text_dim: int, dist: DistInfo, checkpoint_dir: Path, budget_minutes: float | None = None):
+    """Train per `cfg.dit`; returns (LoopResult, EMA model) — the EMA weights are what ships."""
+    d = cfg.dit
+    torch.manual_seed(cfg.seed)
+    latent_channels = cache.latent_mean.numel()
+    model = build_dit(d.model, latent_channels, text_dim)
+    patch = tuple(model.config.patch)
+    net = wrap_model(model, dist)
+    optimizer = make_optimizer(model, d.lr, d.weight_decay)
+    ema = EMA(model, d.ema_decay)
+    batches = DiTBatches(cache, cfg, dist)
+
+    def step_fn(step: int) -> tuple[float, int]:
+        x0, text, mask, rng = batches(step)
+        g = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        b = x0.shape[0]
+        t = apply_shift(sample_logit_normal(b, g, d.t_mean, d.t_std), batch_shift(d, patch, tuple(x0.shape)))
+        noise = torch.randn(x0.shape, generator=g)
+        xt = add_noise(x0, noise, t)
+        model.train()
+        with autocast(d.precision):
+            pred = net(xt, t, text, mask)
+        loss = flow_loss(pred, velocity_target(x0, noise))
+        loss.backward()
+        return float(loss.detach()), b
+
+    settings = LoopSettings(
+        name="dit",
+        total_steps=d.steps,
+        checkpoint_dir=checkpoint_dir,
+        base_lr=d.lr,
+        warmup_steps=d.warmup_steps,
+        lr_schedule=d.lr_schedule,
+        grad_clip=d.grad_clip,
+        budget_minutes=d.time_budget_minutes if budget_minutes is None else budget_minutes,
+        checkpoint_every_steps=cfg.checkpoint_every_steps,
+        checkpoint_every_minutes=cfg.checkpoint_every_minutes,
+        progress=cfg.progress,
+    )
+    result = run_loop(settings, model, optimizer, step_fn, dist, ema=ema)
+    return result, ema.model, model

@@ -1,0 +1,195 @@
+"""The native backend and the Pipeline API on a tiny random model saved to disk."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from kinema import Pipeline
+from kinema.engine import pipeline as pipeline_module
+from kinema.engine.backend import frame_counts
+from kinema.engine.native import NativeBackend, NativeConfig
+from kinema.errors import KinemaInputError
+from kinema.models.dit import DiT, DiTConfig
+from kinema.models.io import save_pretrained
+from kinema.models.vae import CausalVideoVAE, VAEConfig
+from kinema.request import make_request
+from kinema.video.io import read_video
+
+TEXT_DIM = 16
+
+
+def build_tiny_model(directory: Path, **pipeline: Any) -> Path:
+    """A model directory with a random tiny VAE + DiT and the hash text encoder.
+
+    Every DiT weight is perturbed: at init its adaLN-zero output is exactly zero,
+    which would make "the prompt/seed changes the video" pass for the wrong reason.
+    """
+    torch.manual_seed(0)
+    vae = CausalVideoVAE(VAEConfig(latent_channels=4, encoder_channels=(8, 8, 8), decoder_channels=(8, 8, 8), decoder_blocks=(1, 1, 1)))
+    dit = DiT(DiTConfig(latent_channels=4, hidden=32, depth=1, heads=2, text_dim=TEXT_DIM))
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in dit.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=g))
+    save_pretrained(vae, directory / "vae")
+    save_pretrained(dit, directory / "dit")
+    defaults: dict[str, Any] = dict(
+        text_encoder="hash-test",
+        text_encoder_options={"dim": TEXT_DIM},
+        max_prompt_tokens=12,
+        buckets=[[32, 32], [32, 64], [64, 32]],
+        fps=8.0,
+        seconds=1.0,
+        max_seconds=2.0,
+        steps=3,
+        guidance=3.0,
+        sampler="euler",
+    )
+    defaults.update(pipeline)
+    NativeConfig.from_dict(defaults).save(directory)
+    return directory
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread() -> Any:
+    """Tiny models: one thread avoids thread-pool wake-ups that dominate (and crawl on a busy machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="module")
+def pipe(model_dir: Path) -> Pipeline:
+    return Pipeline.from_pretrained(model_dir)
+
+
+def test_capabilities_come_from_pipeline_json(pipe: Pipeline) -> None:
+    caps = pipe.capabilities
+    assert caps.buckets == ((32, 32), (32, 64), (64, 32))
+    assert caps.stride == 16  # VAE stride 8 x DiT patch 2
+    assert caps.fps_range == (8.0, 8.0)
+    assert (caps.default_steps, caps.default_sampler, caps.max_seconds) == (3, "euler", 2.0)
+    assert set(caps.samplers) == {"euler", "heun", "dpmpp-2m"}
+    assert "text-to-video" in caps.tasks
+
+
+def test_frame_counts_cover_duration() -> None:
+    assert frame_counts(2.0, 8.0, 4) == (16, 17)
+    assert frame_counts(1.0, 8.0, 4) == (8, 9)
+    assert frame_counts(0.5, 10.0, 4) == (5, 5)
+    assert frame_counts(0.01, 8.0, 4) == (1, 1)
+
+
+def test_validate_fills_defaults_and_picks_a_seed(pipe: Pipeline) -> None:
+    r = pipe.validate(make_request(prompt="a red circle"))
+    assert (r.height, r.width, r.steps, r.guidance, r.sampler, r.fps) == (32, 32, 3, 3.0, "euler", 8.0)
+    assert (r.num_frames, r.generated_frames) == (8, 9)
+    assert isinstance(r.seed, int) and r.seed >= 0
+    # One side given: the bucket with that side.
+    r = pipe.validate(make_request(prompt="x", width=64))
+    assert (r.height, r.width) == (32, 64)
+
+
+def test_generate_shape_and_timings(pipe: Pipeline) -> None:
+    steps_seen: list[tuple[int, int]] = []
+    video = pipe.generate("a blue square moving right", seed=3, width=64, height=32, progress=lambda s, n: steps_seen.append((s, n)))
+    assert video.frames.dtype == np.uint8 and video.frames.shape == (8, 32, 64, 3)
+    assert video.seed == 3 and video.fps == 8.0
+    assert steps_seen == [(1, 3), (2, 3), (3, 3)]
+    assert {"model_load", "text_encoding", "denoising", "vae_decoding"} <= set(video.timings)
+    assert video.frames.std() > 0  # not a constant image
+
+
+def test_same_seed_is_bit_exact_and_seed_matters(model_dir: Path, pipe: Pipeline) -> None:
+    a = pipe.generate("a red circle", seed=7)
+    b = pipe.generate("a red circle", seed=7)
+    assert b.timings["model_load"] == 0.0  # warm: weights stay loaded
+    fresh = Pipeline.from_pretrained(model_dir).generate("a red circle", seed=7)
+    assert np.array_equal(a.frames, b.frames) and np.array_equal(a.frames, fresh.frames)
+    assert not np.array_equal(a.frames, pipe.generate("a red circle", seed=8).frames)
+    assert not np.array_equal(a.frames, pipe.generate("a green star", seed=7).frames)
+
+
+def test_negative_prompt_and_guidance(pipe: Pipeline) -> None:
+    base = pipe.generate("a red circle", seed=1, guidance=3.0).frames
+    neg = pipe.generate("a red circle", seed=1, guidance=3.0, negative_prompt="blue square").frames
+    assert not np.array_equal(base, neg)
+    # Guidance 1 is conditional sampling: the negative prompt has no effect.
+    g1 = pipe.generate("a red circle", seed=1, guidance=1.0).frames
+    g1_neg = pipe.generate("a red circle", seed=1, guidance=1.0, negative_prompt="blue square").frames
+    assert np.array_equal(g1, g1_neg)
+
+
+@pytest.mark.parametrize("sampler", ["euler", "heun", "dpmpp-2m"])
+def test_every_sampler_runs(pipe: Pipeline, sampler: str) -> None:
+    video = pipe.generate("a circle", seed=0, sampler=sampler, steps=2, seconds=0.5)
+    assert video.frames.shape == (4, 32, 32, 3)
+
+
+@pytest.mark.parametrize(
+    ("options", "needle"),
+    [
+        ({"width": 40, "height": 32}, "multiple of 16"),
+        ({"width": 48, "height": 48}, "supported sizes (width x height): 32x32, 64x32, 32x64"),
+        ({"width": 96}, "supported sizes"),
+        ({"seconds": 3.0}, "limit for this model is 2"),
+        ({"fps": 24.0}, "allowed: 8"),
+        ({"sampler": "ddim"}, "euler, heun, dpmpp-2m"),
+        ({"negative_prompt": "one two three four five six seven eight nine ten eleven twelve"}, "negative prompt is 13 tokens; the limit is 12"),
+        ({"steps": 0}, "between 1 and 200"),
+        ({"colour": "red"}, "unknown option 'colour'"),
+    ],
+)
+def test_backend_limits_are_named(pipe: Pipeline, options: dict[str, Any], needle: str) -> None:
+    with pytest.raises(KinemaInputError) as exc:
+        pipe.generate("a red circle", **options)
+    assert needle in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_prompt_token_limit(pipe: Pipeline) -> None:
+    with pytest.raises(KinemaInputError, match="prompt is 14 tokens; the limit is 12"):
+        pipe.generate("a b c d e f g h i j k l m")
+
+
+def test_validation_loads_no_weights(model_dir: Path) -> None:
+    backend = NativeBackend(model_dir)
+    with pytest.raises(KinemaInputError):
+        backend.validate(make_request(prompt="x", width=48, height=48))
+    backend.validate(make_request(prompt="x"))
+    assert backend._dit is None and backend._vae is None
+
+
+def test_save_round_trip(pipe: Pipeline, tmp_path: Path) -> None:
+    video = pipe.generate("a red circle", seed=0, width=64, height=32)
+    path = video.save(tmp_path / "clip.mp4")
+    frames, fps = read_video(path)
+    assert frames.shape == video.frames.shape and fps == pytest.approx(8.0)
+
+
+def test_missing_models_are_clear_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(KinemaInputError, match="does not exist"):
+        Pipeline.from_pretrained(tmp_path / "nope")
+    with pytest.raises(KinemaInputError, match="not a kinema model directory"):
+        Pipeline.from_pretrained(tmp_path)
+    monkeypatch.setattr(pipeline_module, "builtin_model_dir", lambda: tmp_path)
+    with pytest.raises(KinemaInputError, match="built-in model is not installed"):
+        Pipeline.from_builtin()
+
+
+def test_pipeline_json_refuses_unknown_keys(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown keys"):
+        NativeConfig.from_dict({"buckets": [[32, 32]], "resolution": 32})
+    cfg = NativeConfig.from_dict({"shift": {"max_shift": 2.0}})
+    cfg.save(tmp_path)
+    assert NativeConfig.load(tmp_path) == cfg and cfg.shift.max_shift == 2.0

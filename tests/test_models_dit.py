@@ -1,0 +1,169 @@
+"""DiT: shapes, zero-init conditioning, text mask, rotary positions, FLOP count, save/load."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from kinema.errors import KinemaInputError
+from kinema.models.dit import DiT, DiTConfig, apply_rope, rope_3d
+from kinema.models.io import load_pretrained, save_pretrained
+
+SMALL = dict(hidden=64, depth=2, heads=2, text_dim=32)
+
+
+def _pretend_trained(model: DiT, seed: int = 0, skip: tuple[str, ...] = ("cond_embed", "camera_embed.2")) -> DiT:
+    """Perturb every weight except the listed zero-init ones: at init the output is exactly zero,
+    which would make 'output unchanged' tests pass for the wrong reason."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if not name.startswith(skip):
+                p.add_(0.05 * torch.randn(p.shape, generator=g))
+    return model.eval()
+
+
+def _inputs(b: int, t: int, h: int, w: int, text_len: int, text_dim: int, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(b, 16, t, h, w, generator=g)
+    tt = torch.rand(b, generator=g)
+    text = torch.randn(b, text_len, text_dim, generator=g)
+    mask = torch.ones(b, text_len, dtype=torch.bool)
+    return x, tt, text, mask
+
+
+def test_default_config_matches_builtin_model() -> None:
+    cfg = DiTConfig()
+    assert (cfg.hidden, cfg.depth, cfg.heads, cfg.mlp_ratio, cfg.text_dim, cfg.latent_channels, cfg.patch) == (256, 8, 4, 4.0, 384, 16, (1, 2, 2))
+    assert cfg.cond_channels == 17 and cfg.camera_dim == 0
+
+
+@pytest.mark.parametrize("t,h,w", [(1, 8, 8), (5, 8, 8), (5, 8, 14), (3, 14, 8), (2, 2, 4)])
+def test_shapes_any_size(t: int, h: int, w: int) -> None:
+    torch.manual_seed(0)
+    m = _pretend_trained(DiT(DiTConfig(**SMALL)))
+    x, tt, text, mask = _inputs(2, t, h, w, 5, 32)
+    with torch.no_grad():
+        v = m(x, tt, text, mask)
+    assert v.shape == x.shape and torch.isfinite(v).all()
+
+
+def test_patchify_roundtrip_and_temporal_patch() -> None:
+    m = DiT(DiTConfig(**SMALL, patch=(2, 2, 2)))
+    x = torch.randn(1, 16, 4, 6, 8)
+    grid = m.grid(4, 6, 8)
+    assert m.patchify(x).shape == (1, 2 * 3 * 4, 16 * 8)
+    torch.testing.assert_close(m.unpatchify(m.patchify(x), grid), x, atol=0, rtol=0)
+    with pytest.raises(KinemaInputError):
+        m(torch.randn(1, 16, 3, 6, 8), torch.rand(1), torch.randn(1, 2, 32), torch.ones(1, 2, dtype=torch.bool))
+
+
+def test_output_is_zero_at_init() -> None:
+    m = DiT(DiTConfig(**SMALL)).eval()
+    x, tt, text, mask = _inputs(2, 2, 4, 4, 3, 32)
+    with torch.no_grad():
+        assert m(x, tt, text, mask).abs().max().item() == 0.0
+
+
+def test_zero_init_cond_is_a_no_op_until_trained() -> None:
+    torch.manual_seed(0)
+    m = _pretend_trained(DiT(DiTConfig(**SMALL)))
+    x, tt, text, mask = _inputs(2, 3, 4, 6, 4, 32)
+    cond = torch.randn(2, 17, 3, 4, 6)
+    with torch.no_grad():
+        plain = m(x, tt, text, mask)
+        with_cond = m(x, tt, text, mask, cond=cond)
+        torch.testing.assert_close(with_cond, plain, atol=0, rtol=0)
+        m.cond_embed.weight.normal_(std=0.1)  # as if frame conditioning had been trained
+        assert not torch.allclose(m(x, tt, text, mask, cond=cond), plain, atol=1e-4)
+    with pytest.raises(KinemaInputError):
+        m(x, tt, text, mask, cond=torch.randn(2, 16, 3, 4, 6))
+
+
+def test_zero_init_camera_is_a_no_op_until_trained() -> None:
+    torch.manual_seed(0)
+    m = _pretend_trained(DiT(DiTConfig(**SMALL, camera_dim=6)))
+    x, tt, text, mask = _inputs(2, 2, 4, 4, 4, 32)
+    camera = torch.randn(2, 6)
+    with torch.no_grad():
+        plain = m(x, tt, text, mask)
+        torch.testing.assert_close(m(x, tt, text, mask, camera=camera), plain, atol=0, rtol=0)
+        m.camera_embed[2].weight.normal_(std=0.1)
+        assert not torch.allclose(m(x, tt, text, mask, camera=camera), plain, atol=1e-4)
+
+
+def test_text_padding_is_ignored_but_text_matters() -> None:
+    torch.manual_seed(0)
+    m = _pretend_trained(DiT(DiTConfig(**SMALL)))
+    x, tt, text, mask = _inputs(2, 2, 4, 4, 5, 32)
+    padded = torch.cat([text, 50 * torch.randn(2, 4, 32)], dim=1)
+    padded_mask = torch.cat([mask, torch.zeros(2, 4, dtype=torch.bool)], dim=1)
+    with torch.no_grad():
+        short = m(x, tt, text, mask)
+        torch.testing.assert_close(m(x, tt, padded, padded_mask), short, atol=1e-5, rtol=1e-5)
+        other = m(x, tt, torch.randn_like(text), mask)
+        assert not torch.allclose(other, short, atol=1e-3)
+        # an all-padding prompt (every key masked) stays finite thanks to the null token
+        assert torch.isfinite(m(x, tt, text, torch.zeros_like(mask))).all()
+
+
+def test_rope_depends_only_on_relative_position() -> None:
+    head_dim = 32
+    grid = (7, 11, 13)  # larger than anything the model is built for
+    cos, sin = rope_3d(grid, head_dim, theta=100.0)
+    assert cos.shape == sin.shape == (7 * 11 * 13, head_dim // 2)
+    g = torch.Generator().manual_seed(0)
+    q = torch.randn(head_dim, generator=g)
+    k = torch.randn(head_dim, generator=g)
+
+    def idx(t: int, h: int, w: int) -> int:
+        return (t * 11 + h) * 13 + w
+
+    def score(pq: tuple[int, int, int], pk: tuple[int, int, int]) -> float:
+        a, b = idx(*pq), idx(*pk)
+        rq = apply_rope(q.view(1, 1, 1, -1), cos[a], sin[a]).flatten()
+        rk = apply_rope(k.view(1, 1, 1, -1), cos[b], sin[b]).flatten()
+        return float(rq @ rk)
+
+    assert score((0, 0, 0), (1, 2, 3)) == pytest.approx(score((5, 7, 9), (6, 9, 12)), abs=1e-4)
+    assert score((0, 0, 0), (1, 2, 3)) != pytest.approx(score((0, 0, 0), (1, 3, 2)), abs=1e-3)
+    # each axis moves the score on its own
+    base = score((2, 2, 2), (2, 2, 2))
+    for moved in [(3, 2, 2), (2, 3, 2), (2, 2, 3)]:
+        assert score((2, 2, 2), moved) != pytest.approx(base, abs=1e-4)
+
+
+def test_flops_match_a_counter() -> None:
+    m = DiT(DiTConfig(**SMALL, camera_dim=4))
+    b, t, h, w, text_len = 2, 3, 6, 10, 7
+    x, tt, text, mask = _inputs(b, t, h, w, text_len, 32)
+    cond = torch.randn(b, 17, t, h, w)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        m(x, tt, text, mask, cond=cond, camera=torch.randn(b, 4))
+    matmul = counter.get_total_flops() / b
+    # The counter does not see CPU attention kernels: add them (QK^T and AV, self and cross).
+    n, d = t * (h // 2) * (w // 2), 64
+    attention = 2 * (4 * n * n * d + 4 * n * (text_len + 1) * d)
+    assert m.flops_per_sample(t, h, w, text_len, with_cond=True) == pytest.approx(matmul + attention, rel=1e-9)
+
+
+def test_param_count() -> None:
+    m = DiT()
+    assert m.num_params() == sum(p.numel() for p in m.parameters())
+    assert 5_000_000 < m.num_params() < 30_000_000
+
+
+def test_save_fp16_load_roundtrip(tmp_path) -> None:
+    torch.manual_seed(0)
+    m = _pretend_trained(DiT(DiTConfig(**SMALL, patch=(1, 2, 2), camera_dim=3)))
+    save_pretrained(m, tmp_path / "dit", dtype=torch.float16)
+    loaded = load_pretrained(tmp_path / "dit")
+    assert isinstance(loaded, DiT)
+    assert loaded.config == m.config and loaded.config.patch == (1, 2, 2)
+    for (k, a), (k2, b) in zip(m.state_dict().items(), loaded.state_dict().items()):
+        assert k == k2
+        torch.testing.assert_close(b, a.half().float(), atol=0, rtol=0)
+    x, tt, text, mask = _inputs(1, 2, 4, 4, 3, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x, tt, text, mask), m(x, tt, text, mask), atol=5e-2, rtol=5e-2)

@@ -1,0 +1,62 @@
+"""Training configs: the shipped files parse, typos and bad values are refused by name."""
+
+from pathlib import Path
+
+import pytest
+
+from kinema.errors import KinemaInputError
+from kinema.train.config import STAGES, load_config
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def test_builtin_config_parses_with_the_recipe_values():
+    cfg = load_config(CONFIGS / "builtin.toml")
+    assert cfg.stages == list(STAGES)
+    assert cfg.data.buckets == [[64, 64], [64, 112], [112, 64]]
+    assert cfg.text_encoder == "all-MiniLM-L6-v2"
+    assert cfg.dit.model["hidden"] == 256 and cfg.dit.model["depth"] == 8
+    assert 0 < cfg.dit.caption_dropout < 1
+    assert cfg.dataset_path == Path("runs/builtin") / "dataset"
+
+
+def test_output_override_moves_every_path(tmp_path):
+    cfg = load_config(CONFIGS / "tiny.toml", output_dir=str(tmp_path / "out"))
+    assert cfg.dataset_path == tmp_path / "out" / "dataset"
+    assert cfg.vae_dir == tmp_path / "out" / "model" / "vae"
+
+
+def _write(tmp_path, text):
+    p = tmp_path / "c.toml"
+    p.write_text(text)
+    return p
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("seeed = 1\n", "seeed"),
+        ("[dit]\nbatchsize = 4\n", "batchsize"),
+        ("[data.render]\nclips = 4\n", "clips"),
+        ("[dit]\nlr = 'fast'\n", "dit.lr"),
+        ("stages = ['dit', 'deploy']\n", "stages"),
+        ("[data]\nframe_counts = [16]\n", "1 + 4k"),
+        ("[data]\nbuckets = [[60, 64]]\n", "multiples of 16"),
+        ("[dit]\nprecision = 'fp8'\n", "precision"),
+        ("[dit]\ncaption_dropout = 1.5\n", "caption_dropout"),
+        ("this is = not toml [\n", "not valid TOML"),
+    ],
+)
+def test_bad_configs_are_refused_with_the_key_named(tmp_path, text, message):
+    with pytest.raises(KinemaInputError, match=message.replace("[", r"\[").replace("+", r"\+")):
+        load_config(_write(tmp_path, text))
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(KinemaInputError, match="not found"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_ints_are_accepted_for_floats(tmp_path):
+    cfg = load_config(_write(tmp_path, "[dit]\nlr = 1\n"))
+    assert cfg.dit.lr == 1.0 and isinstance(cfg.dit.lr, float)

@@ -1,0 +1,68 @@
+"""A user's own footage (mp4s + metadata.csv) goes through the same data path."""
+
+import json
+
+import numpy as np
+import pytest
+
+from kinema.errors import KinemaInputError
+from kinema.train.data import assign_buckets, load_clip, read_metadata, resize_crop
+from kinema.video.io import write_video
+
+
+def _clip(t, h, w, seed):
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 255, size=(1, h, w, 3), dtype=np.uint8)
+    return np.repeat(base, t, axis=0)
+
+
+@pytest.fixture
+def user_dir(tmp_path):
+    write_video(_clip(30, 96, 160, 0), tmp_path / "wide.mp4", fps=24.0)  # 1.25 s of 24 fps landscape
+    write_video(_clip(20, 128, 64, 1), tmp_path / "tall.mp4", fps=8.0)
+    write_video(_clip(3, 64, 64, 2), tmp_path / "short.mp4", fps=8.0)
+    (tmp_path / "metadata.csv").write_text('video,caption\nwide.mp4,"a wide, shot"\ntall.mp4,a tall shot\nshort.mp4,too short\n')
+    return tmp_path
+
+
+def test_csv_of_user_videos_is_probed_bucketed_and_loaded(user_dir):
+    records = read_metadata(user_dir)
+    assert [r.captions for r in records] == [["a wide, shot"], ["a tall shot"], ["too short"]]
+    wide = records[0]
+    assert (wide.height, wide.width, wide.num_frames) == (96, 160, 30) and wide.fps == pytest.approx(24.0)
+    kept = assign_buckets(records, [[64, 64], [64, 112], [112, 64]], [1, 5, 9, 17], 8.0)
+    assert [r.video.name for r in kept] == ["wide.mp4", "tall.mp4", "short.mp4"]
+    assert [r.bucket.key for r in kept] == ["64x112x9", "112x64x17", "64x64x1"]
+    frames = load_clip(kept[0], 8.0)
+    assert frames.shape == (9, 64, 112, 3) and frames.dtype == np.uint8
+    assert load_clip(kept[1], 8.0).shape == (17, 112, 64, 3)
+
+
+def test_clips_too_short_for_every_bucket_are_dropped(user_dir):
+    kept = assign_buckets(read_metadata(user_dir), [[64, 64]], [9, 17], 8.0)
+    assert "short.mp4" not in [r.video.name for r in kept] and len(kept) == 2
+
+
+def test_jsonl_captions_list_and_missing_file(tmp_path):
+    write_video(_clip(9, 32, 32, 0), tmp_path / "a.mp4", fps=8.0)
+    (tmp_path / "metadata.jsonl").write_text(json.dumps({"video": "a.mp4", "captions": ["x", "y"]}) + "\n")
+    assert read_metadata(tmp_path)[0].captions == ["x", "y"]
+    (tmp_path / "metadata.jsonl").write_text(json.dumps({"video": "missing.mp4", "caption": "x"}) + "\n")
+    with pytest.raises(KinemaInputError, match="not found"):
+        read_metadata(tmp_path)
+
+
+def test_no_metadata_and_bad_csv(tmp_path):
+    with pytest.raises(KinemaInputError, match="metadata"):
+        read_metadata(tmp_path)
+    (tmp_path / "metadata.csv").write_text("file,text\n")
+    with pytest.raises(KinemaInputError, match="video,caption"):
+        read_metadata(tmp_path)
+
+
+def test_resize_crop_covers_then_centre_crops():
+    frames = np.zeros((2, 40, 80, 3), dtype=np.uint8)
+    frames[:, :, 20:60] = 255  # a bright centre band survives the centre crop
+    out = resize_crop(frames, 32, 32)
+    assert out.shape == (2, 32, 32, 3)
+    assert out[:, :, 8:24].min() > 200

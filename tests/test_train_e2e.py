@@ -1,0 +1,153 @@
+"""The whole recipe on a tiny config, resume, and DDP with two processes."""
+
+import json
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from kinema.cli import app
+from kinema.models.io import load_pretrained
+from kinema.train.config import load_config
+from kinema.train.distributed import DistInfo
+from kinema.train.loop import EMA, LoopSettings, make_optimizer, run_loop
+
+TINY = Path(__file__).resolve().parents[1] / "configs" / "tiny.toml"
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny") / "run"
+    result = CliRunner().invoke(app, ["train", str(TINY), "--output", str(out)])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return out
+
+
+def test_recipe_builds_a_loadable_model_dir(tiny_run):
+    model = tiny_run / "model"
+    vae, dit = load_pretrained(model / "vae"), load_pretrained(model / "dit")
+    assert vae.config.latent_channels == dit.config.latent_channels == 4
+    assert next(dit.parameters()).dtype == torch.float32  # loads back in fp32 ...
+    from safetensors import safe_open
+
+    with safe_open(str(model / "dit" / "model.safetensors"), "pt") as f:  # ... from fp16 on disk
+        assert f.get_tensor(next(iter(f.keys()))).dtype == torch.float16
+    std = torch.tensor(vae.config.latent_std)
+    assert std.shape == (4,) and (std > 0).all() and not torch.allclose(std, torch.ones(4))
+    pipe = json.loads((model / "pipeline.json").read_text())
+    assert pipe["text_encoder"] == "hash-test" and pipe["buckets"] == [[32, 32], [32, 48]]
+    stats = json.loads((tiny_run / "train_stats.json").read_text())["stages"]
+    assert stats["vae"]["steps"] == 2 and stats["dit"]["steps"] == 3
+    assert stats["dit"]["samples_per_second"] > 0
+
+
+def test_engine_generates_from_the_exported_model(tiny_run):
+    from kinema.engine.native import NativeBackend
+    from kinema.request import GenerationRequest
+
+    backend = NativeBackend(tiny_run / "model")
+    video = backend.generate(backend.validate(GenerationRequest(prompt="a red circle", seed=1, steps=2, width=32, height=32, seconds=1.0)))
+    frames = getattr(video, "frames", video)
+    assert tuple(frames.shape[1:]) == (32, 32, 3)
+
+
+def test_rerun_skips_finished_stages(tiny_run):
+    before = (tiny_run / "model" / "dit" / "model.safetensors").stat().st_mtime_ns
+    result = CliRunner().invoke(app, ["train", str(TINY), "--output", str(tiny_run)])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("already done") == 5
+    assert (tiny_run / "model" / "dit" / "model.safetensors").stat().st_mtime_ns == before
+
+
+def test_cache_stage_refuses_without_a_vae(tmp_path):
+    result = CliRunner().invoke(app, ["train", str(TINY), "--output", str(tmp_path), "--stages", "cache"])
+    assert result.exit_code != 0
+
+
+def _toy_step_fn(model):
+    def step_fn(step: int):
+        g = torch.Generator().manual_seed(step)
+        x = torch.randn(8, 4, generator=g)
+        loss = (model(x) - x.flip(1)).pow(2).mean()
+        loss.backward()
+        return float(loss.detach()), 8
+
+    return step_fn
+
+
+def _toy(ckpt_dir, total=6, interrupt_at=None):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.GELU(), torch.nn.Linear(16, 4))
+    opt = make_optimizer(model, 1e-2, 0.01)
+    ema = EMA(model, 0.9)
+    inner = _toy_step_fn(model)
+
+    def step_fn(step):
+        if step == interrupt_at:
+            raise KeyboardInterrupt
+        return inner(step)
+
+    settings = LoopSettings("toy", total, ckpt_dir, 1e-2, warmup_steps=2, grad_clip=0.5, progress=False)
+    return run_loop(settings, model, opt, step_fn, DistInfo(), ema=ema), model, ema, opt
+
+
+def test_interrupted_run_resumes_to_identical_state(tmp_path):
+    _, straight, straight_ema, straight_opt = _toy(tmp_path / "a")
+    with pytest.raises(KeyboardInterrupt):
+        _toy(tmp_path / "b", interrupt_at=3)
+    assert torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)["step"] == 3
+    result, resumed, resumed_ema, resumed_opt = _toy(tmp_path / "b")
+    assert result.steps == 6
+    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
+        assert torch.equal(a, b)
+    for a, b in zip(straight_ema.model.state_dict().values(), resumed_ema.model.state_dict().values()):
+        assert torch.equal(a, b)
+    assert straight_opt.state_dict()["state"][0]["step"] == resumed_opt.state_dict()["state"][0]["step"]
+    again, *_ = _toy(tmp_path / "b")
+    assert again.stopped_by == "already done"
+
+
+DDP_SCRIPT = """
+import sys, torch
+from pathlib import Path
+from kinema.train.config import load_config
+from kinema.train.distributed import init_distributed, cleanup
+from kinema.train.dit_trainer import train_dit
+from kinema.train.latents import LatentCache
+
+run, out = Path(sys.argv[1]), Path(sys.argv[2])
+cfg = load_config(sys.argv[3], output_dir=str(run))
+dist = init_distributed()
+result, ema, model = train_dit(cfg, LatentCache.load(run / "cache"), 384, dist, out / "ckpt")
+torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "steps": result.steps}, out / f"rank{dist.rank}.pt")
+cleanup(dist)
+"""
+
+
+def test_ddp_two_processes_end_with_identical_weights(tiny_run, tmp_path):
+    script = tmp_path / "ddp.py"
+    script.write_text(textwrap.dedent(DDP_SCRIPT))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1", f"--master_port={port}", str(script), str(tiny_run), str(tmp_path), str(TINY)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
+    assert r0["steps"] == r1["steps"] == 3
+    from kinema.train.dit_trainer import build_dit
+
+    cfg = load_config(TINY)
+    torch.manual_seed(cfg.seed)  # the same initialisation train_dit starts from
+    init = build_dit(cfg.dit.model, 4, 384).state_dict()
+    changed = False
+    for k in r0["model"]:
+        assert torch.equal(r0["model"][k], r1["model"][k]), k
+        assert torch.equal(r0["ema"][k], r1["ema"][k]), k
+        changed |= not torch.equal(r0["model"][k], init[k])
+    assert changed
