@@ -13,8 +13,12 @@ import pytest
 from kinema import cli
 from kinema.video.io import read_video
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_engine import build_tiny_model, one_thread  # noqa: E402, F401  (one_thread: autouse fixture)
+from conftest import build_tiny_model
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread(one_thread: None) -> None:
+    """Every test here runs tiny models on one thread."""
 
 
 @pytest.fixture(scope="module")

@@ -7,61 +7,19 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 
 from kinema import Pipeline
 from kinema.engine import pipeline as pipeline_module
 from kinema.engine.backend import frame_counts
+from conftest import build_tiny_model
 from kinema.engine.native import NativeBackend, NativeConfig
 from kinema.errors import KinemaInputError
-from kinema.models.dit import DiT, DiTConfig
-from kinema.models.io import save_pretrained
-from kinema.models.vae import CausalVideoVAE, VAEConfig
 from kinema.request import make_request
 from kinema.video.io import read_video
 
-TEXT_DIM = 16
-
-
-def build_tiny_model(directory: Path, **pipeline: Any) -> Path:
-    """A model directory with a random tiny VAE + DiT and the hash text encoder.
-
-    Every DiT weight is perturbed: at init its adaLN-zero output is exactly zero,
-    which would make "the prompt/seed changes the video" pass for the wrong reason.
-    """
-    torch.manual_seed(0)
-    vae = CausalVideoVAE(VAEConfig(latent_channels=4, encoder_channels=(8, 8, 8), decoder_channels=(8, 8, 8), decoder_blocks=(1, 1, 1)))
-    dit = DiT(DiTConfig(latent_channels=4, hidden=32, depth=1, heads=2, text_dim=TEXT_DIM))
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for p in dit.parameters():
-            p.add_(0.1 * torch.randn(p.shape, generator=g))
-    save_pretrained(vae, directory / "vae")
-    save_pretrained(dit, directory / "dit")
-    defaults: dict[str, Any] = dict(
-        text_encoder="hash-test",
-        text_encoder_options={"dim": TEXT_DIM},
-        max_prompt_tokens=12,
-        buckets=[[32, 32], [32, 64], [64, 32]],
-        fps=8.0,
-        seconds=1.0,
-        max_seconds=2.0,
-        steps=3,
-        guidance=3.0,
-        sampler="euler",
-    )
-    defaults.update(pipeline)
-    NativeConfig.from_dict(defaults).save(directory)
-    return directory
-
-
 @pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Any:
-    """Tiny models: one thread avoids thread-pool wake-ups that dominate (and crawl on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_thread: None) -> None:
+    """Every test here runs tiny models on one thread."""
 
 
 @pytest.fixture(scope="module")

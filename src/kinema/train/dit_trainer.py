@@ -21,7 +21,7 @@ from kinema.train.buckets import BucketSampler
 from kinema.train.config import DiTStageConfig, TrainConfig
 from kinema.train.distributed import DistInfo, wrap_model
 from kinema.train.latents import LatentCache
-from kinema.train.loop import EMA, LoopResult, LoopSettings, make_optimizer, run_loop
+from kinema.train.loop import EMA, LoopSettings, make_optimizer, run_loop
 from kinema.train.vae_trainer import autocast
 
 
