@@ -13,7 +13,7 @@ import typer
 
 from kinema.errors import KinemaInputError
 
-COMMAND_MODULES = ("generate", "train", "evaluate", "bench")
+COMMAND_MODULES = ("generate", "train", "evaluate")
 
 app = typer.Typer(
     add_completion=False,

@@ -85,8 +85,7 @@ class Video:
         """Write MP4, GIF or a PNG-frame directory (by suffix), atomically: no partial file on failure."""
         from kinema.video.io import write_video
 
-        write_video(self.frames, path, self.fps)
-        return Path(path)
+        return write_video(self.frames, path, self.fps)
 
 
 class Backend(Protocol):
