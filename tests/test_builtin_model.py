@@ -21,7 +21,8 @@ def test_builtin_model_is_shipped_small_and_fp16() -> None:
     assert sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) <= SIZE_LIMIT_BYTES
     for w in weights:
         with safe_open(str(w), "pt") as f:
-            dtypes = {str(f.get_tensor(k).dtype) for k in f.keys() if f.get_tensor(k).is_floating_point()}
+            tensors = [f.get_tensor(k) for k in f.keys()]
+        dtypes = {str(t.dtype) for t in tensors if t.is_floating_point()}
         assert dtypes == {"torch.float16"}
     config = json.loads((root / "pipeline.json").read_text())
     assert config["text_encoder"] == "all-MiniLM-L6-v2"

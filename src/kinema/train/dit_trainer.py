@@ -107,18 +107,6 @@ def train_dit(cfg: TrainConfig, cache: LatentCache, text_dim: int, dist: DistInf
         loss.backward()
         return float(loss.detach()), b
 
-    settings = LoopSettings(
-        name="dit",
-        total_steps=d.steps,
-        checkpoint_dir=checkpoint_dir,
-        base_lr=d.lr,
-        warmup_steps=d.warmup_steps,
-        lr_schedule=d.lr_schedule,
-        grad_clip=d.grad_clip,
-        budget_minutes=d.time_budget_minutes if budget_minutes is None else budget_minutes,
-        checkpoint_every_steps=cfg.checkpoint_every_steps,
-        checkpoint_every_minutes=cfg.checkpoint_every_minutes,
-        progress=cfg.progress,
-    )
+    settings = LoopSettings.for_stage("dit", d, cfg, checkpoint_dir, budget_minutes)
     result = run_loop(settings, model, optimizer, step_fn, dist, ema=ema)
     return result, ema.model, model

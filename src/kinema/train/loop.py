@@ -93,6 +93,24 @@ class LoopSettings:
     checkpoint_every_minutes: float = 0.0
     progress: bool = True
 
+    @classmethod
+    def for_stage(cls, name: str, stage: Any, cfg: Any, checkpoint_dir: Path, budget_minutes: float | None = None) -> "LoopSettings":
+        """Settings from a stage config (`cfg.vae` / `cfg.dit`) and the run-wide checkpoint options,
+        so every trainer maps the same config fields the same way."""
+        return cls(
+            name=name,
+            total_steps=stage.steps,
+            checkpoint_dir=checkpoint_dir,
+            base_lr=stage.lr,
+            warmup_steps=stage.warmup_steps,
+            lr_schedule=stage.lr_schedule,
+            grad_clip=stage.grad_clip,
+            budget_minutes=stage.time_budget_minutes if budget_minutes is None else budget_minutes,
+            checkpoint_every_steps=cfg.checkpoint_every_steps,
+            checkpoint_every_minutes=cfg.checkpoint_every_minutes,
+            progress=cfg.progress,
+        )
+
 
 @dataclass
 class LoopResult:

@@ -91,19 +91,7 @@ def train_vae(cfg: TrainConfig, records: list[ClipRecord], dist: DistInfo, out_d
         loss.backward()
         return float(loss.detach()), v.batch_size
 
-    settings = LoopSettings(
-        name="vae",
-        total_steps=v.steps,
-        checkpoint_dir=checkpoint_dir,
-        base_lr=v.lr,
-        warmup_steps=v.warmup_steps,
-        lr_schedule=v.lr_schedule,
-        grad_clip=v.grad_clip,
-        budget_minutes=v.time_budget_minutes,
-        checkpoint_every_steps=cfg.checkpoint_every_steps,
-        checkpoint_every_minutes=cfg.checkpoint_every_minutes,
-        progress=cfg.progress,
-    )
+    settings = LoopSettings.for_stage("vae", v, cfg, checkpoint_dir)
     result = run_loop(settings, model, optimizer, step_fn, dist)
     if dist.is_main:
         save_pretrained(model.eval(), out_dir)
