@@ -102,7 +102,7 @@ def test_every_sampler_runs(pipe: Pipeline, sampler: str) -> None:
         ({"width": 48, "height": 48}, "supported sizes (width x height): 32x32, 64x32, 32x64"),
         ({"width": 96}, "supported sizes"),
         ({"seconds": 3.0}, "limit for this model is 2"),
-        ({"fps": 24.0}, "allowed: 8"),
+        ({"fps": 20.0}, "allowed: 8 (or an integer multiple"),
         ({"sampler": "ddim"}, "euler, heun, dpmpp-2m"),
         ({"negative_prompt": "one two three four five six seven eight nine ten eleven twelve"}, "negative prompt is 13 tokens; the limit is 12"),
         ({"steps": 0}, "between 1 and 200"),

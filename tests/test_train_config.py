@@ -15,7 +15,8 @@ def test_builtin_config_parses_with_the_recipe_values():
     assert cfg.stages == list(STAGES)
     assert cfg.data.buckets == [[64, 64], [64, 112], [112, 64]]
     assert cfg.text_encoder == "all-MiniLM-L6-v2"
-    assert cfg.dit.model["hidden"] == 256 and cfg.dit.model["depth"] == 8
+    assert cfg.dit.model["hidden"] == 256 and cfg.dit.model["depth"] == 6
+    assert cfg.dit.tasks["text"] >= 0.5 and set(cfg.dit.tasks) <= {"text", "first", "last", "first_last", "continue", "keyframes"}
     assert 0 < cfg.dit.caption_dropout < 1
     assert cfg.dataset_path == Path("runs/builtin") / "dataset"
 
@@ -45,6 +46,10 @@ def _write(tmp_path, text):
         ("[dit]\nprecision = 'fp8'\n", "precision"),
         ("[dit]\ncaption_dropout = 1.5\n", "caption_dropout"),
         ("this is = not toml [\n", "not valid TOML"),
+        ("[dit]\ntasks = { text = 1.0, morph = 1.0 }\n", "unknown task\\(s\\) morph"),
+        ("[dit]\ntasks = { text = 0.0 }\n", "not all zero"),
+        ("[dit]\ncamera_dropout = 2.0\n", "camera_dropout"),
+        ("cache_max_clips_per_bucket = -1\n", "cache_max_clips_per_bucket"),
     ],
 )
 def test_bad_configs_are_refused_with_the_key_named(tmp_path, text, message):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from kinema.errors import KinemaInputError
 
@@ -19,8 +19,49 @@ MAX_STEPS = 200
 MAX_FPS = 60.0
 MAX_SIDE = 4096
 MAX_SEED = 2**63 - 1
+MAX_INTERPOLATE = 8
+MAX_KEYFRAMES = 16
 
 OutputFormat = Literal["mp4", "gif", "png"]
+AspectRatio = Literal["16:9", "9:16", "1:1", "4:3", "3:4"]
+ImageFit = Literal["fill", "fit", "pad"]  # cover + centre crop | stretch to the size | letterbox inside it
+
+
+class CameraControl(BaseModel):
+    """Explicit camera motion: strengths in [-2, 2], 1 = the trained speed.
+
+    pan > 0 moves the camera right (the scene drifts left), tilt > 0 moves it
+    up, zoom > 0 zooms in. An explicit camera wins over a camera move the prompt names.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    pan: float = 0.0
+    tilt: float = 0.0
+    zoom: float = 0.0
+
+    @field_validator("pan", "tilt", "zoom")
+    @classmethod
+    def _strength(cls, v: float, info: Any) -> float:
+        if not -2.0 <= v <= 2.0:  # also rejects NaN
+            raise ValueError(f"camera {info.field_name} must be between -2 and 2, got {v}")
+        return v
+
+
+class Keyframe(BaseModel):
+    """An image the video must pass through at a time (seconds from the start)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    image: str
+    seconds: float
+
+    @field_validator("seconds")
+    @classmethod
+    def _time(cls, v: float) -> float:
+        if not (v >= 0 and v < float("inf")):
+            raise ValueError(f"keyframe seconds must be >= 0, got {v}")
+        return v
 
 
 class GenerationRequest(BaseModel):
@@ -39,6 +80,16 @@ class GenerationRequest(BaseModel):
     seconds: float | None = None
     fps: float | None = None
     format: OutputFormat | None = None
+    # Conditioning (image paths are files on the caller's machine; the HTTP service stores uploads first).
+    image: str | None = None  # the first frame
+    last_image: str | None = None  # the last frame
+    keyframes: tuple[Keyframe, ...] = ()
+    video: str | None = None  # a video to extend forward by `seconds`
+    image_fit: ImageFit = "fill"
+    loop: bool = False  # the last frame returns to the first
+    interpolate: int = 1  # raise the frame rate by this integer factor after generation
+    aspect_ratio: AspectRatio | None = None  # snapped to the nearest size the model has
+    camera: CameraControl | None = None
 
     @field_validator("prompt")
     @classmethod
@@ -97,6 +148,44 @@ class GenerationRequest(BaseModel):
         if v is not None and not 0 < v <= MAX_FPS:
             raise ValueError(f"fps must be > 0 and <= {MAX_FPS:g}, got {v}")
         return v
+
+    @field_validator("interpolate")
+    @classmethod
+    def _interpolate(cls, v: int) -> int:
+        if not 1 <= v <= MAX_INTERPOLATE:
+            raise ValueError(f"interpolate must be an integer factor from 1 to {MAX_INTERPOLATE}, got {v}")
+        return v
+
+    @field_validator("keyframes")
+    @classmethod
+    def _keyframes(cls, v: tuple[Keyframe, ...]) -> tuple[Keyframe, ...]:
+        if len(v) > MAX_KEYFRAMES:
+            raise ValueError(f"at most {MAX_KEYFRAMES} keyframes, got {len(v)}")
+        return tuple(sorted(v, key=lambda k: k.seconds))
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "GenerationRequest":
+        """Options that contradict each other, refused before anything loads."""
+        if self.loop and self.last_image is not None:
+            raise ValueError("loop and last_image contradict each other: a loop's last frame is its first")
+        if self.video is not None and (self.image is not None or self.loop):
+            raise ValueError("a video to extend already fixes the first frames: drop image/loop")
+        if self.aspect_ratio is not None and (self.width is not None or self.height is not None):
+            raise ValueError("give either aspect_ratio or width/height, not both")
+        return self
+
+    @property
+    def task(self) -> str:
+        """The capability this request needs (Capabilities.tasks)."""
+        if self.video is not None:
+            return "video-extension"
+        if self.keyframes:
+            return "keyframes"
+        if self.last_image is not None or self.loop:
+            return "first-last-frame" if self.image is not None or self.loop else "last-frame"
+        if self.image is not None:
+            return "image-to-video"
+        return "text-to-video"
 
 
 def input_error(exc: ValidationError) -> KinemaInputError:

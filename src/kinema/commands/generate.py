@@ -63,7 +63,16 @@ def generate(
     seconds: Optional[float] = typer.Option(None, help="Duration in seconds."),
     fps: Optional[float] = typer.Option(None, help="Frames per second."),
     sampler: Optional[str] = typer.Option(None, help="euler, heun or dpmpp-2m."),
-    model: Optional[Path] = typer.Option(None, help="Model directory (default: the built-in model)."),
+    image: Optional[str] = typer.Option(None, "--image", help="First frame: an image file (image-to-video)."),
+    last_image: Optional[str] = typer.Option(None, "--last-image", help="Last frame: an image file."),
+    keyframe: list[str] = typer.Option([], "--keyframe", help="IMAGE@SECONDS: an image the video passes through (repeatable)."),
+    video: Optional[str] = typer.Option(None, "--video", help="A video to extend forward by --seconds."),
+    loop: bool = typer.Option(False, "--loop", help="Make the last frame return to the first."),
+    interpolate: int = typer.Option(1, "--interpolate", help="Raise the frame rate by this integer factor."),
+    aspect_ratio: Optional[str] = typer.Option(None, "--aspect-ratio", help="16:9, 9:16, 1:1, 4:3 or 3:4 (snapped to the model's sizes)."),
+    camera: Optional[str] = typer.Option(None, "--camera", help="'pan=1,tilt=0,zoom=0.5' (strengths -2..2) or a move: 'pan left', 'zoom in'..."),
+    image_fit: str = typer.Option("fill", "--image-fit", help="fill (cover + crop), fit (stretch) or pad (letterbox)."),
+    model: Optional[str] = typer.Option(None, help="builtin (default), a kinema or diffusers model directory, or a hub id (org/name)."),
     timings: bool = typer.Option(False, "--timings", help="Print where the time went."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar on stderr."),
 ) -> None:
@@ -75,6 +84,8 @@ def generate(
     request = make_request(
         prompt=prompt, negative_prompt=negative, seed=seed, steps=steps, guidance=guidance, sampler=sampler,
         width=width, height=height, seconds=seconds, fps=fps, format=fmt,
+        image=image, last_image=last_image, keyframes=[parse_keyframe(k) for k in keyframe], video=video, loop=loop,
+        interpolate=interpolate, aspect_ratio=aspect_ratio, camera=parse_camera(camera), image_fit=image_fit,
     )  # fmt: skip
 
     from kinema.engine.timing import Timings, format_timings
@@ -86,28 +97,77 @@ def generate(
         import kinema.engine.native  # noqa: F401
         from kinema.engine.pipeline import Pipeline
     with clock.measure("model_load"):  # config + tokenizer: what validation needs
-        pipe = Pipeline.from_pretrained(model) if model is not None else Pipeline.from_builtin()
+        pipe = Pipeline.from_model(model)
         resolved = pipe.validate(request)
 
+    for note in resolved.notes:
+        print(f"note: {note}", file=sys.stderr)
     bar = tqdm(total=resolved.steps, desc="denoising", unit="step", file=sys.stderr, disable=not progress, leave=False)
 
     def on_step(step: int, total: int) -> None:
+        if total != bar.total:  # several windows: the bar covers all of them
+            bar.total = total
+            bar.set_description(f"denoising {total // resolved.steps} windows")
         bar.update(step - bar.n)
 
-    try:
-        video = pipe.run(resolved, progress=on_step)
+    from kinema.video.io import VideoWriter
+
+    frames_written = 0
+    gen_timings = Timings()
+    writer = VideoWriter(output, resolved.fps, resolved.width, resolved.height)
+    try:  # frames are encoded as each window is made: memory stays flat however long the video
+        for chunk in pipe.stream(resolved, progress=on_step, timings=gen_timings):
+            with clock.measure("file_encoding"):
+                writer.write(chunk)
+            frames_written += len(chunk)
+        with clock.measure("file_encoding"):
+            writer.close()
+    except BaseException:
+        writer.abort()  # no partial file, whatever went wrong (Ctrl-C included)
+        raise
     finally:
         bar.close()
-    with clock.measure("file_encoding"):
-        video.save(output)
 
-    print(f"wrote {final_path} ({video.num_frames} frames, {video.size[0]}x{video.size[1]}, {video.fps:g} fps)")
-    print(f"seed: {video.seed}")
+    print(f"wrote {final_path} ({frames_written} frames, {resolved.width}x{resolved.height}, {resolved.fps:g} fps)")
+    print(f"seed: {resolved.seed}")
     if timings:
-        split = {"startup": clock["startup"], "model_load": clock["model_load"] + video.timings.get("model_load", 0.0)}
-        split.update({k: v for k, v in video.timings.items() if k != "model_load"})
-        split["file_encoding"] = clock["file_encoding"]
+        split = {"startup": clock["startup"], "model_load": clock["model_load"] + gen_timings.get("model_load", 0.0)}
+        split.update({k: v for k, v in gen_timings.items() if k != "model_load"})
+        split["file_encoding"] = clock.get("file_encoding", 0.0)
         print(format_timings(split))
+
+
+def parse_keyframe(spec: str) -> dict[str, object]:
+    """'path/to/image.png@1.5' -> {"image": ..., "seconds": 1.5}."""
+    path, sep, when = spec.rpartition("@")
+    if not sep or not path:
+        raise KinemaInputError(f"--keyframe must be IMAGE@SECONDS, got {spec!r}")
+    try:
+        return {"image": path, "seconds": float(when)}
+    except ValueError:
+        raise KinemaInputError(f"--keyframe time must be a number of seconds, got {when!r} in {spec!r}") from None
+
+
+def parse_camera(spec: str | None) -> dict[str, float] | None:
+    """'pan=1,zoom=-0.5' or a named move ('pan left') -> {pan, tilt, zoom}."""
+    if spec is None:
+        return None
+    from kinema.conditioning.camera import CameraMotion
+
+    if "=" not in spec:
+        move = CameraMotion.named(spec)
+        return {"pan": move.pan, "tilt": move.tilt, "zoom": move.zoom}
+    values: dict[str, float] = {}
+    for part in spec.split(","):
+        key, sep, val = part.partition("=")
+        key = key.strip()
+        if not sep or key not in ("pan", "tilt", "zoom"):
+            raise KinemaInputError(f"--camera takes pan=, tilt=, zoom= (comma-separated), got {part!r}")
+        try:
+            values[key] = float(val)
+        except ValueError:
+            raise KinemaInputError(f"--camera {key} must be a number, got {val!r}") from None
+    return values
 
 
 def register(app: typer.Typer) -> None:

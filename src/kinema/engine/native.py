@@ -21,8 +21,9 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
+import numpy as np
 import torch
 
 from kinema.diffusion import flow
@@ -32,6 +33,7 @@ from kinema.engine.backend import Capabilities, Progress, ResolvedRequest, Video
 from kinema.engine.timing import Timings
 from kinema.errors import KinemaInputError
 from kinema.request import GenerationRequest
+from kinema.video.interpolate import StreamInterpolator
 
 PIPELINE_FILE = "pipeline.json"
 
@@ -63,6 +65,10 @@ class NativeConfig:
     sampler: str = "dpmpp-2m"
     shift: ShiftConfig = field(default_factory=ShiftConfig)
     vae_chunk_frames: int = 2  # latent frames per VAE decode chunk: bounds memory for long clips
+    # What the model was trained to do (engine.backend.TASKS); interpolation needs no training.
+    tasks: list[str] = field(default_factory=lambda: ["text-to-video", "interpolation"])
+    window_frames: int = 17  # frames per window when chaining windows (tasks has "long-video")
+    max_total_seconds: float = 120.0  # the limit with windows
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -81,6 +87,13 @@ class NativeConfig:
             raise ValueError(f"{PIPELINE_FILE}: unknown default sampler {cfg.sampler!r}")
         if not cfg.buckets:
             raise ValueError(f"{PIPELINE_FILE}: buckets is empty")
+        from kinema.engine.backend import TASKS
+
+        unknown_tasks = set(cfg.tasks) - set(TASKS)
+        if unknown_tasks or "text-to-video" not in cfg.tasks:
+            raise ValueError(f"{PIPELINE_FILE}: tasks must include text-to-video and only {list(TASKS)}, got {cfg.tasks}")
+        if cfg.window_frames < 9 or (cfg.window_frames - 1) % 4:
+            raise ValueError(f"{PIPELINE_FILE}: window_frames must be 1 + 4k and at least 9, got {cfg.window_frames}")
         return cfg
 
     def save(self, directory: str | Path) -> Path:
@@ -136,12 +149,14 @@ class NativeBackend:
         c = self.config
         stride = math.lcm(self._spatial_stride * self._patch[1], self._spatial_stride * self._patch[2])
         fps_range = tuple(c.fps_range) if c.fps_range is not None else (c.fps, c.fps)
+        windows = "long-video" in c.tasks
         return Capabilities(
-            tasks=frozenset({"text-to-video"}),
+            tasks=frozenset(c.tasks),
             buckets=tuple((int(h), int(w)) for h, w in c.buckets),
             stride=stride,
             temporal_stride=self._temporal_stride,
-            max_seconds=c.max_seconds,
+            max_seconds=c.max_total_seconds if windows else c.max_seconds,
+            max_window_seconds=c.max_seconds if windows else None,
             fps_range=(float(fps_range[0]), float(fps_range[1])),
             samplers=tuple(SAMPLERS),
             default_steps=c.steps,
@@ -190,35 +205,152 @@ class NativeBackend:
     # -- running ------------------------------------------------------------------------
     def generate(self, resolved: ResolvedRequest, progress: Progress | None = None) -> Video:
         """Same request and seed on the same machine -> the same frames, bit for bit."""
-        self.load()
-        timings = Timings(model_load=self._load_pending.get("model_load", 0.0))  # 0 when warm
-        self._load_pending = Timings()
-        with torch.inference_mode():
-            with timings.measure("text_encoding"):
-                guided = resolved.guidance != 1.0
-                prompts = [resolved.prompt, resolved.negative_prompt] if guided else [resolved.prompt]
-                hidden, mask = self._text_encoder.encode(prompts)
-                hidden, mask = hidden.to(self.device, self.dtype), mask.to(self.device)
-                cond_text, cond_mask = hidden[:1], mask[:1]
-                uncond_text, uncond_mask = (hidden[1:], mask[1:]) if guided else (cond_text, cond_mask)
-
-            with timings.measure("denoising"):
-                shape = (1, *self._vae.latent_shape(resolved.generated_frames, resolved.height, resolved.width))
-                # Noise comes from a CPU generator whatever the device, so a seed means the same video everywhere.
-                noise = torch.randn(shape, generator=torch.Generator().manual_seed(resolved.seed), dtype=torch.float32)
-                x = noise.to(self.device, self.dtype)
-                _, t_lat, h, w = shape[1:]
-                tokens = t_lat * (h // self._patch[1]) * (w // self._patch[2])
-                s = self.config.shift
-                shift = flow.shift_for_tokens(tokens, s.base_tokens, s.base_shift, s.max_tokens, s.max_shift)
-                timesteps = flow.sampling_timesteps(resolved.steps, shift).to(self.device, self.dtype)
-
-                def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-                    return cfg_velocity(self._dit, x, t, cond_text, cond_mask, uncond_text, uncond_mask, resolved.guidance)
-
-                latents = SAMPLERS[resolved.sampler](velocity, x, timesteps, progress)
-
-            with timings.measure("vae_decoding"):
-                video = self._vae.decode(self._vae.denormalize(latents), chunk_frames=self.config.vae_chunk_frames)
-                frames = frames_to_uint8(video[0].float())[: resolved.num_frames].cpu().numpy()
+        timings = Timings()
+        chunks = list(self.stream(resolved, progress, timings))
+        frames = np.concatenate(chunks) if chunks else np.zeros((0, resolved.height, resolved.width, 3), np.uint8)
         return Video(frames=frames, fps=resolved.fps, seed=resolved.seed, timings=dict(timings))
+
+    def stream(self, resolved: ResolvedRequest, progress: Progress | None = None, timings: Timings | None = None) -> Iterator[np.ndarray]:
+        """Frames (uint8 [n, H, W, 3] chunks at the output fps) as each window is decoded.
+
+        Memory stays flat with duration: one window of latents and frames is
+        alive at a time, and the caller writes each chunk as it comes.
+        """
+        from kinema.conditioning.plan import OVERLAP_FRAMES
+        from kinema.engine.windows import plan_windows
+
+        self.load()
+        timings = timings if timings is not None else Timings()
+        timings["model_load"] = timings.get("model_load", 0.0) + self._load_pending.get("model_load", 0.0)  # 0 when warm
+        self._load_pending = Timings()
+        extend = resolved.extend_frames
+        prefix = OVERLAP_FRAMES if extend is not None else 0
+        windows = plan_windows(prefix + resolved.generated_frames, self._window_frames(resolved, prefix), OVERLAP_FRAMES)
+        needs_first = resolved.loop and not any(g.frame == 0 for g in resolved.images)
+        total_steps = resolved.steps * (len(windows) + int(needs_first))
+        done = [0]
+
+        def step_progress(step: int, _total: int) -> None:
+            if progress is not None:
+                progress(done[0] + step, total_steps)
+
+        interp = StreamInterpolator(resolved.interpolate)
+        base_target = resolved.num_frames // resolved.interpolate
+        emitted = 0
+        with torch.inference_mode():
+            text = self._text(resolved, timings)
+            generator = torch.Generator().manual_seed(resolved.seed)
+            given = {g.frame + prefix: g.pixels for g in resolved.images}
+            if needs_first:  # a loop with no first image: draw one, then make it the first and last frame
+                with timings.measure("denoising"):
+                    first_window = self._sample(windows[0][1], {}, None, text, resolved, generator, step_progress, timings)
+                done[0] += resolved.steps
+                with timings.measure("vae_decoding"):
+                    first = self._decode(first_window)[0]
+                generator = torch.Generator().manual_seed(resolved.seed)
+            if resolved.loop:
+                frame0 = given.get(prefix, first if needs_first else None)
+                given[prefix] = frame0
+                given[prefix + resolved.generated_frames - 1] = frame0
+            tail: np.ndarray | None = None
+            if extend is not None:
+                tail = extend[-OVERLAP_FRAMES:]
+                out = interp.push(extend)
+                emitted += len(extend)
+                if len(out):
+                    yield out
+            for start, length in windows:
+                local = {f - start: px for f, px in given.items() if start <= f < start + length}
+                with timings.measure("denoising"):
+                    latents = self._sample(length, local, tail, text, resolved, generator, step_progress, timings)
+                done[0] += resolved.steps
+                with timings.measure("vae_decoding"):
+                    frames = self._decode(latents)
+                new = frames if tail is None else frames[OVERLAP_FRAMES:]
+                tail = frames[-OVERLAP_FRAMES:]
+                new = new[: max(0, base_target - emitted)]
+                emitted += len(new)
+                with timings.measure("interpolation"):
+                    out = interp.push(new)
+                if len(out):
+                    yield out
+        rest = interp.finish()
+        if len(rest):
+            yield rest
+
+    def _window_frames(self, resolved: ResolvedRequest, prefix: int) -> int:
+        """One window for a clip the model makes in one go; else windows of `window_frames`."""
+        c = self.config
+        one_go = 1 + self._temporal_stride * int(c.max_seconds * resolved.generation_fps / self._temporal_stride)
+        total = prefix + resolved.generated_frames
+        return total if prefix == 0 and total <= one_go else c.window_frames
+
+    def _text(self, resolved: ResolvedRequest, timings: Timings) -> tuple[torch.Tensor, ...]:
+        with timings.measure("text_encoding"):
+            guided = resolved.guidance != 1.0
+            prompts = [resolved.prompt, resolved.negative_prompt] if guided else [resolved.prompt]
+            hidden, mask = self._text_encoder.encode(prompts)
+            hidden, mask = hidden.to(self.device, self.dtype), mask.to(self.device)
+            cond_text, cond_mask = hidden[:1], mask[:1]
+            uncond_text, uncond_mask = (hidden[1:], mask[1:]) if guided else (cond_text, cond_mask)
+        return cond_text, cond_mask, uncond_text, uncond_mask
+
+    def _encode_pixels(self, frames: np.ndarray) -> torch.Tensor:
+        """uint8 [T, H, W, 3] (T = 1 + 4k) -> normalised latents [C, T', h, w]."""
+        from kinema.train.data import to_model_video
+
+        z = self._vae.encode(to_model_video(frames).to(self.device, self.dtype))
+        return self._vae.normalize(z)[0]
+
+    def _sample(
+        self,
+        length: int,
+        images: dict[int, np.ndarray],
+        tail: np.ndarray | None,
+        text: tuple[torch.Tensor, ...],
+        resolved: ResolvedRequest,
+        generator: torch.Generator,
+        progress: Progress,
+        timings: Timings,
+    ) -> torch.Tensor:
+        """Latents [1, C, T', h, w] of one window: `tail` frames continue it, `images` pin frames."""
+        from kinema.conditioning.camera import camera_tensor
+        from kinema.conditioning.tasks import latent_index
+
+        shape = (1, *self._vae.latent_shape(length, resolved.height, resolved.width))
+        c, t_lat, h, w = shape[1:]
+        cond = torch.zeros(1, c + 1, t_lat, h, w, dtype=self.dtype, device=self.device)
+        pinned: dict[int, torch.Tensor] = {}  # latent frames whose clean value is known exactly
+        with timings.measure("vae_encoding"):
+            if tail is not None:
+                z = self._encode_pixels(tail)
+                cond[0, :c, : z.shape[1]], cond[0, c, : z.shape[1]] = z, 1.0
+                pinned.update({j: z[:, j] for j in range(z.shape[1])})
+            for frame, pixels in images.items():
+                z = self._encode_pixels(pixels[None])[:, 0]
+                j = latent_index(frame)
+                cond[0, :c, j], cond[0, c, j] = z, 1.0
+                if frame == 0:  # the causal VAE encodes frame 0 alone: this is its exact latent
+                    pinned[0] = z
+        # Noise comes from a CPU generator whatever the device, so a seed means the same video everywhere.
+        x = torch.randn(shape, generator=generator, dtype=torch.float32).to(self.device, self.dtype)
+        tokens = t_lat * (h // self._patch[1]) * (w // self._patch[2])
+        s = self.config.shift
+        shift = flow.shift_for_tokens(tokens, s.base_tokens, s.base_shift, s.max_tokens, s.max_shift)
+        timesteps = flow.sampling_timesteps(resolved.steps, shift).to(self.device, self.dtype)
+        extra: dict[str, torch.Tensor] = {"cond": cond}
+        if self._dit.config.camera_dim > 0:
+            extra["camera"] = camera_tensor([resolved.camera]).to(self.device, self.dtype)
+        cond_text, cond_mask, uncond_text, uncond_mask = text
+
+        def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return cfg_velocity(self._dit, x, t, cond_text, cond_mask, uncond_text, uncond_mask, resolved.guidance, **extra)
+
+        latents = SAMPLERS[resolved.sampler](velocity, x, timesteps, progress)
+        for j, z in pinned.items():
+            latents[0, :, j] = z
+        return latents
+
+    def _decode(self, latents: torch.Tensor) -> np.ndarray:
+        video = self._vae.decode(self._vae.denormalize(latents), chunk_frames=self.config.vae_chunk_frames)
+        return frames_to_uint8(video[0].float()).cpu().numpy()

@@ -12,9 +12,12 @@ to generate many videos fast.
 
 from __future__ import annotations
 
+import tempfile
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
+
+import numpy as np
 
 from kinema.engine.backend import Backend, Capabilities, Progress, ResolvedRequest, Video
 from kinema.errors import KinemaInputError
@@ -52,6 +55,14 @@ class Pipeline:
             )
         return cls.from_pretrained(path, device=device)
 
+    @classmethod
+    def from_model(cls, name_or_path: str | Path | None = None, device: str = "cpu", options: Any = None) -> Pipeline:
+        """Any model `--model` accepts: None/"builtin", a kinema or diffusers model directory, or a hub id.
+        `options` (kinema.engine.diffusers.DiffusersOptions) sets dtype, offload, VAE tiling, attention, compile."""
+        from kinema.engine.models import resolve_backend
+
+        return cls(resolve_backend(name_or_path, device=device, options=options))
+
     @property
     def capabilities(self) -> Capabilities:
         return self.backend.capabilities()
@@ -70,8 +81,51 @@ class Pipeline:
     def run(self, resolved: ResolvedRequest, progress: Progress | None = None) -> Video:
         return self.backend.generate(resolved, progress)
 
+    def stream(self, resolved: ResolvedRequest, progress: Progress | None = None, timings: dict[str, float] | None = None) -> Iterator[np.ndarray]:
+        """Frame chunks (uint8 [n, H, W, 3]) as they are made, for writing long videos without holding them.
+
+        Backends without streaming yield their whole video as one chunk.
+        """
+        stream = getattr(self.backend, "stream", None)
+        if stream is not None:
+            yield from stream(resolved, progress, timings)
+            return
+        video = self.backend.generate(resolved, progress)
+        if timings is not None:
+            timings.update(video.timings)
+        yield video.frames
+
     def generate(self, prompt: str, *, progress: Progress | None = None, **options: Any) -> Video:
         """Options are GenerationRequest fields: seed, steps, guidance, negative_prompt, sampler,
-        width, height, seconds, fps. Unknown options and out-of-range values raise KinemaInputError."""
-        request = make_request(prompt=prompt, **options)
-        return self.run(self.validate(request), progress)
+        width, height, seconds, fps, image, last_image, keyframes, video, loop, interpolate,
+        aspect_ratio, camera, image_fit. Images may be paths, uint8 arrays [H, W, 3] or PIL images.
+        Unknown options and out-of-range values raise KinemaInputError."""
+        with tempfile.TemporaryDirectory(prefix="kinema-images-") as tmp:
+            options = _images_to_files(options, Path(tmp))
+            request = make_request(prompt=prompt, **options)
+            return self.run(self.validate(request), progress)
+
+
+def _images_to_files(options: dict[str, Any], tmp: Path) -> dict[str, Any]:
+    """In-memory images (arrays, PIL) become PNG files: the request vocabulary holds paths only,
+    so it stays the same for the CLI, the Python API and the HTTP service."""
+    from PIL import Image
+
+    def to_path(value: Any, name: str) -> Any:
+        if isinstance(value, np.ndarray):
+            value = Image.fromarray(np.ascontiguousarray(value))
+        if isinstance(value, Image.Image):
+            path = tmp / f"{name}.png"
+            value.save(path)
+            return str(path)
+        return str(value) if isinstance(value, Path) else value
+
+    out = dict(options)
+    for key in ("image", "last_image", "video"):
+        if out.get(key) is not None:
+            out[key] = to_path(out[key], key)
+    if out.get("keyframes"):
+        out["keyframes"] = [
+            {**dict(k), "image": to_path(dict(k)["image"], f"keyframe{i}")} if isinstance(k, dict) else k for i, k in enumerate(out["keyframes"])
+        ]
+    return out

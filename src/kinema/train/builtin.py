@@ -135,12 +135,16 @@ def stage_cache(cfg: TrainConfig, paths: RunPaths) -> dict[str, Any]:
     records = _records(cfg)
     src = _vae_source(cfg, paths)
     vae = load_pretrained(src)
-    stats = cache_latents(vae, src / "model.safetensors", records, cfg.data.fps, paths.cache, cfg.vae.encode_batch_size, cfg.cache_precision, cfg.progress)
+    stats = cache_latents(
+        vae, src / "model.safetensors", records, cfg.data.fps, paths.cache, cfg.vae.encode_batch_size, cfg.cache_precision, cfg.progress,
+        max_clips_per_bucket=cfg.cache_max_clips_per_bucket, seed=cfg.seed,
+    )  # fmt: skip
     vae.config.latent_mean, vae.config.latent_std = stats.mean, stats.std
     save_pretrained(vae, paths.vae_final)
     encoder = load_text_encoder(cfg.text_encoder, max_tokens=TRAIN_MAX_TOKENS)
     cache_text(encoder, cfg.text_encoder, records, paths.cache, precision=cfg.cache_precision, progress=cfg.progress)
-    return {"clips": len(records), "latent_std_mean": sum(stats.std) / len(stats.std)}
+    encoded = json.loads((paths.cache / "latents" / "meta.json").read_text())["num_clips"]
+    return {"clips": encoded, "latent_std_mean": sum(stats.std) / len(stats.std)}
 
 
 def _dit_budget(cfg: TrainConfig, paths: RunPaths) -> float:
@@ -180,8 +184,11 @@ def stage_export(cfg: TrainConfig, paths: RunPaths) -> dict[str, Any]:
     for d, stage in ((paths.vae_final, "cache"), (paths.dit_ema, "dit")):
         if not (d / "model.safetensors").is_file():
             raise KinemaInputError(f"nothing to export at {d}: run the {stage} stage first")
+    from kinema.conditioning.tasks import capabilities_for
+
     save_pretrained(load_pretrained(paths.vae_final), paths.model / "vae", dtype=torch.float16)
-    save_pretrained(load_pretrained(paths.dit_ema), paths.model / "dit", dtype=torch.float16)
+    dit = load_pretrained(paths.dit_ema)
+    save_pretrained(dit, paths.model / "dit", dtype=torch.float16)
     e, d = cfg.export, cfg.dit
     NativeConfig(
         text_encoder=cfg.text_encoder,
@@ -194,6 +201,9 @@ def stage_export(cfg: TrainConfig, paths: RunPaths) -> dict[str, Any]:
         guidance=e.guidance,
         sampler=e.sampler,
         shift=ShiftConfig(d.shift_base_tokens, d.shift_base_shift, d.shift_max_tokens, d.shift_max_shift),
+        tasks=capabilities_for(d.tasks, camera=dit.config.camera_dim > 0),
+        window_frames=e.window_frames,
+        max_total_seconds=e.max_total_seconds,
     ).save(paths.model)
     return {"model_dir": str(paths.model)}
 

@@ -92,6 +92,9 @@ class DiTStageConfig:
     shift_max_shift: float = 3.0
     precision: str = "bf16"
     time_budget_minutes: float = 80.0
+    # Frame-conditioning tasks mixed by weight (kinema.conditioning.tasks.TASKS); text-only by default.
+    tasks: dict[str, float] = field(default_factory=lambda: {"text": 1.0})
+    camera_dropout: float = 0.25  # share of clips with a known camera trained without the signal (prompt only)
 
 
 @dataclass
@@ -104,6 +107,8 @@ class ExportConfig:
     guidance: float = 4.0
     sampler: str = "dpmpp-2m"
     max_prompt_tokens: int = 64
+    window_frames: int = 17  # frames per window when a long video chains windows
+    max_total_seconds: float = 120.0  # longest video by chained windows (if the model learned continuation)
 
 
 @dataclass
@@ -120,6 +125,7 @@ class TrainConfig:
     checkpoint_every_minutes: float = 10.0
     progress: bool = True
     cache_precision: str = "fp32"  # VAE + text encoder when caching: "bf16" is ~3x faster on CPU
+    cache_max_clips_per_bucket: int = 0  # 0 = encode every clip; else a seeded random subset per bucket
     data: DataConfig = field(default_factory=DataConfig)
     vae: VAEStageConfig = field(default_factory=VAEStageConfig)
     dit: DiTStageConfig = field(default_factory=DiTStageConfig)
@@ -209,6 +215,13 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise KinemaInputError(f"dit.caption_dropout must be in [0, 1), got {cfg.dit.caption_dropout}")
     if not 0.0 <= cfg.dit.ema_decay < 1.0:
         raise KinemaInputError(f"dit.ema_decay must be in [0, 1), got {cfg.dit.ema_decay}")
+    if not 0.0 <= cfg.dit.camera_dropout <= 1.0:
+        raise KinemaInputError(f"dit.camera_dropout must be in [0, 1], got {cfg.dit.camera_dropout}")
+    from kinema.conditioning.tasks import check_task_weights
+
+    check_task_weights(cfg.dit.tasks, "dit.tasks")
+    if cfg.cache_max_clips_per_bucket < 0:
+        raise KinemaInputError(f"cache_max_clips_per_bucket must be >= 0, got {cfg.cache_max_clips_per_bucket}")
     return cfg
 
 

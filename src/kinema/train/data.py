@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from kinema.conditioning.camera import CameraMotion, camera_from_metadata
 from kinema.errors import KinemaInputError
 from kinema.train.buckets import Bucket, assign_bucket
 
@@ -32,6 +33,7 @@ class ClipRecord:
     num_frames: int
     fps: float
     bucket: Bucket | None = field(default=None)
+    camera: CameraMotion | None = None  # known camera motion (metadata), trains the camera signal
 
 
 def probe_video(path: Path) -> tuple[int, int, int, float]:
@@ -89,7 +91,11 @@ def read_metadata(dataset_dir: str | Path) -> list[ClipRecord]:
             h, w, n, fps = int(entry["height"]), int(entry["width"]), int(entry["num_frames"]), float(entry["fps"])
         else:
             h, w, n, fps = probe_video(path)
-        records.append(ClipRecord(path, _captions(entry, where), h, w, n, fps))
+        try:
+            camera = camera_from_metadata(entry)
+        except KinemaInputError as exc:
+            raise KinemaInputError(f"{where}: {entry['video']}: {exc}") from None
+        records.append(ClipRecord(path, _captions(entry, where), h, w, n, fps, camera=camera))
     if not records:
         raise KinemaInputError(f"{where} lists no clips")
     return records

@@ -5,6 +5,11 @@ per clip (replaced by the empty prompt with probability `caption_dropout`, so
 the same model also predicts the unconditional velocity CFG needs),
 t ~ logit-normal then shifted for the batch's token count, x_t = (1-t) x0 + t ε,
 and an MSE on the velocity ε - x0.
+
+Each sample also gets a frame-conditioning task (kinema.conditioning.tasks:
+text only, first/last frame, both, continuation, keyframes) mixed by weight,
+and its clip's known camera motion as a signal, dropped for a share of
+samples so the prompt alone still steers the camera.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from kinema.conditioning.camera import CAMERA_DIM
+from kinema.conditioning.tasks import FrameLatents, build_cond, sample_tasks
 from kinema.diffusion.flow import add_noise, apply_shift, flow_loss, sample_logit_normal, shift_for_tokens, velocity_target
 from kinema.errors import KinemaInputError
 from kinema.models.io import config_from_dict
@@ -29,7 +36,7 @@ def build_dit(model_fields: dict, latent_channels: int, text_dim: int):
     """DiT from `[dit.model]`; latent channels and text width come from the VAE and encoder."""
     from kinema.models.dit import DiT, DiTConfig
 
-    fields = {**model_fields, "latent_channels": latent_channels, "text_dim": text_dim}
+    fields = {"camera_dim": CAMERA_DIM, **model_fields, "latent_channels": latent_channels, "text_dim": text_dim}
     try:
         return DiT(config_from_dict(DiTConfig, fields))
     except (ValueError, TypeError) as exc:
@@ -62,8 +69,9 @@ class DiTBatches:
         self.mean = cache.latent_mean.view(1, c, 1, 1, 1)
         self.std = cache.latent_std.view(1, c, 1, 1, 1)
 
-    def __call__(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, np.random.Generator]:
-        """(x0 normalised [B,C,T',h,w], text [B,L,D], mask [B,L], rng for the rest of the step)."""
+    def __call__(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor, np.random.Generator]:
+        """(x0 normalised [B,C,T',h,w], text [B,L,D], mask [B,L], cond [B,C+1,T',h,w] or None,
+        camera [B,4], rng for the rest of the step)."""
         key, idx = self.sampler.batch(step)
         rows = torch.as_tensor(idx - self.offsets[key])
         x0 = (self.cache.latents[key][rows].float() - self.mean) / self.std
@@ -78,7 +86,14 @@ class DiTBatches:
         width = int(lengths.max())
         text = self.cache.text_hidden[cap, :width].float()
         mask = torch.arange(width)[None, :] < lengths[:, None]
-        return x0, text, mask, rng
+        d = self.cfg.dit
+        cond = None
+        if any(v > 0 for k, v in d.tasks.items() if k != "text"):
+            images = FrameLatents((self.cache.frame_latents[key][rows].float() - self.mean[:, :, 0]) / self.std[:, :, 0], self.cache.frame_index[key][rows])
+            cond = build_cond(x0, sample_tasks(d.tasks, len(rows), rng), images, rng)
+        camera = self.cache.camera[key][rows].clone()
+        camera[torch.as_tensor(rng.random(len(rows)) < d.camera_dropout)] = 0.0
+        return x0, text, mask, cond, camera, rng
 
 
 def train_dit(cfg: TrainConfig, cache: LatentCache, text_dim: int, dist: DistInfo, checkpoint_dir: Path, budget_minutes: float | None = None):
@@ -94,7 +109,7 @@ def train_dit(cfg: TrainConfig, cache: LatentCache, text_dim: int, dist: DistInf
     batches = DiTBatches(cache, cfg, dist)
 
     def step_fn(step: int) -> tuple[float, int]:
-        x0, text, mask, rng = batches(step)
+        x0, text, mask, cond, camera, rng = batches(step)
         g = torch.Generator().manual_seed(int(rng.integers(2**62)))
         b = x0.shape[0]
         t = apply_shift(sample_logit_normal(b, g, d.t_mean, d.t_std), batch_shift(d, patch, tuple(x0.shape)))
@@ -102,7 +117,7 @@ def train_dit(cfg: TrainConfig, cache: LatentCache, text_dim: int, dist: DistInf
         xt = add_noise(x0, noise, t)
         model.train()
         with autocast(d.precision):
-            pred = net(xt, t, text, mask)
+            pred = net(xt, t, text, mask, cond, camera)
         loss = flow_loss(pred, velocity_target(x0, noise))
         loss.backward()
         return float(loss.detach()), b

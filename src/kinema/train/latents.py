@@ -8,7 +8,10 @@ metadata and the bucket settings, so a stale cache is rebuilt, never reused.
 
 Layout under `cache_dir`:
     latents/meta.json            key, per-bucket counts, latent mean/std
-    latents/<H>x<W>x<T>.safetensors   latents fp16 [N,C,T',h,w], clip int64 [N]
+    latents/<H>x<W>x<T>.safetensors   latents fp16 [N,C,T',h,w], clip int64 [N],
+                                 frame_latents fp16 [N,2,C,h,w] (the last frame and one
+                                 inner frame, each encoded alone as an image),
+                                 frame_index int64 [N,2], camera float32 [N,4]
     text/meta.json               key, encoder name, dim
     text/text.safetensors        hidden fp16 [U,L,D], lengths int32 [U],
                                  clip_offsets int64 [clips+1], caption_ids int64 [..]
@@ -31,6 +34,7 @@ from kinema.train.buckets import Bucket
 from kinema.train.data import ClipRecord, load_clip, to_model_video
 from kinema.train.vae_trainer import autocast
 
+CACHE_FORMAT = 2  # bump when the cached tensors change, so old caches are rebuilt
 TRAIN_MAX_TOKENS = 128  # captions are encoded with room to spare; the engine enforces its own prompt limit
 
 
@@ -72,14 +76,52 @@ class LatentStats:
     std: list[float]
 
 
-def cache_latents(vae, vae_weights: Path, records: list[ClipRecord], fps: float, cache_dir: Path, batch_size: int = 16, precision: str = "fp32", progress: bool = True) -> LatentStats:
+def _subset(idx: list[int], limit: int, seed: int) -> list[int]:
+    if limit <= 0 or len(idx) <= limit:
+        return idx
+    rng = np.random.default_rng([seed, 3])
+    return sorted(rng.choice(idx, size=limit, replace=False).tolist())
+
+
+def _frame_latents(vae, video: torch.Tensor, clip_ids: list[int], seed: int, precision: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The last frame and one seeded inner frame of each clip, encoded alone: ([B,2,C,h,w], [B,2])."""
+    t = video.shape[2]
+    inner = [int(np.random.default_rng([seed, 4, c]).integers(1, max(2, t - 1))) for c in clip_ids]
+    frames = torch.tensor([[t - 1, f] for f in inner], dtype=torch.int64)
+    images = torch.stack([video[i, :, frames[i, k]] for i in range(len(clip_ids)) for k in range(2)]).unsqueeze(2)
+    with torch.no_grad(), autocast(precision):
+        z = vae.encode(images).float()  # [2B, C, 1, h, w]
+    return z[:, :, 0].reshape(len(clip_ids), 2, *z.shape[1:2], *z.shape[3:]), frames
+
+
+def _camera_rows(records: list[ClipRecord], idx: list[int]) -> torch.Tensor:
+    from kinema.conditioning.camera import camera_tensor
+
+    return camera_tensor([records[i].camera for i in idx])
+
+
+def cache_latents(
+    vae,
+    vae_weights: Path,
+    records: list[ClipRecord],
+    fps: float,
+    cache_dir: Path,
+    batch_size: int = 16,
+    precision: str = "fp32",
+    progress: bool = True,
+    max_clips_per_bucket: int = 0,
+    seed: int = 0,
+) -> LatentStats:
     """Encode every clip (posterior mean) per bucket; returns per-channel latent mean/std.
 
-    Skipped when `cache_dir/latents/meta.json` already has the same key.
+    With `max_clips_per_bucket`, a seeded random subset of each bucket is
+    encoded: encoding dominates this stage, and rarely sampled buckets do not
+    need thousands of clips. Skipped when `cache_dir/latents/meta.json` already
+    has the same key.
     """
     out = cache_dir / "latents"
     meta_path = out / "meta.json"
-    key = f"{file_digest(vae_weights)}-{records_digest(records)}-{fps}-{precision}"
+    key = f"v{CACHE_FORMAT}-{file_digest(vae_weights)}-{records_digest(records)}-{fps}-{precision}-{max_clips_per_bucket}-{seed}"
     if _meta_matches(meta_path, key):
         meta = json.loads(meta_path.read_text())
         return LatentStats(meta["latent_mean"], meta["latent_std"])
@@ -87,6 +129,7 @@ def cache_latents(vae, vae_weights: Path, records: list[ClipRecord], fps: float,
     by_bucket: dict[str, list[int]] = {}
     for i, r in enumerate(records):
         by_bucket.setdefault(r.bucket.key, []).append(i)  # type: ignore[union-attr]
+    by_bucket = {k: _subset(v, max_clips_per_bucket, seed) for k, v in by_bucket.items()}
     c = vae.config.latent_channels
     total = torch.zeros(c, dtype=torch.float64)
     total_sq = torch.zeros(c, dtype=torch.float64)
@@ -95,31 +138,43 @@ def cache_latents(vae, vae_weights: Path, records: list[ClipRecord], fps: float,
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(records), desc="cache latents", dynamic_ncols=True)
+        bar = tqdm(total=sum(map(len, by_bucket.values())), desc="cache latents", dynamic_ncols=True)
     vae.eval()
     buckets_meta = {}
     for bkey, idx in sorted(by_bucket.items()):
         bucket = Bucket.from_key(bkey)
-        parts = []
+        parts, frame_parts, index_parts = [], [], []
         for s in range(0, len(idx), batch_size):
             chunk = idx[s : s + batch_size]
             video = to_model_video(np.stack([load_clip(records[i], fps, bucket) for i in chunk]))
             with torch.no_grad(), autocast(precision):
                 z = vae.encode(video).float()
+            fz, fidx = _frame_latents(vae, video, chunk, seed, precision)
+            frame_parts.append(fz.half())
+            index_parts.append(fidx)
             total += z.sum(dim=(0, 2, 3, 4)).double()
             total_sq += z.pow(2).sum(dim=(0, 2, 3, 4)).double()
             count += z.numel() // c
             parts.append(z.half())
             if bar is not None:
                 bar.update(len(chunk))
-        _atomic_save({"latents": torch.cat(parts), "clip": torch.tensor(idx, dtype=torch.int64)}, out / f"{bkey}.safetensors")
+        _atomic_save(
+            {
+                "latents": torch.cat(parts),
+                "clip": torch.tensor(idx, dtype=torch.int64),
+                "frame_latents": torch.cat(frame_parts),
+                "frame_index": torch.cat(index_parts),
+                "camera": _camera_rows(records, idx),
+            },
+            out / f"{bkey}.safetensors",
+        )
         buckets_meta[bkey] = len(idx)
     if bar is not None:
         bar.close()
     mean = total / count
     std = (total_sq / count - mean.pow(2)).clamp_min(1e-8).sqrt()
     stats = LatentStats([float(v) for v in mean], [float(v) for v in std])
-    _write_json(meta_path, {"key": key, "buckets": buckets_meta, "latent_mean": stats.mean, "latent_std": stats.std, "num_clips": len(records)})
+    _write_json(meta_path, {"key": key, "buckets": buckets_meta, "latent_mean": stats.mean, "latent_std": stats.std, "num_clips": sum(buckets_meta.values())})
     return stats
 
 
@@ -173,6 +228,9 @@ class LatentCache:
 
     latents: dict[str, torch.Tensor]  # bucket key -> fp16 [N,C,T',h,w] (not normalised)
     clip_ids: dict[str, torch.Tensor]  # bucket key -> clip index per row
+    frame_latents: dict[str, torch.Tensor]  # bucket key -> fp16 [N,2,C,h,w]: last + inner frame, each encoded alone
+    frame_index: dict[str, torch.Tensor]  # bucket key -> [N,2] pixel frame of each
+    camera: dict[str, torch.Tensor]  # bucket key -> [N,4] pan, tilt, zoom, given
     latent_mean: torch.Tensor  # [C]
     latent_std: torch.Tensor  # [C]
     text_hidden: torch.Tensor  # fp16 [U,L,D]
@@ -183,14 +241,18 @@ class LatentCache:
     @staticmethod
     def load(cache_dir: Path) -> "LatentCache":
         meta = json.loads((cache_dir / "latents" / "meta.json").read_text())
-        latents, clip_ids = {}, {}
+        latents, clip_ids, frame_latents, frame_index, camera = {}, {}, {}, {}, {}
         for bkey in meta["buckets"]:
             t = load_file(str(cache_dir / "latents" / f"{bkey}.safetensors"))
             latents[bkey], clip_ids[bkey] = t["latents"], t["clip"]
+            frame_latents[bkey], frame_index[bkey], camera[bkey] = t["frame_latents"], t["frame_index"], t["camera"]
         text = load_file(str(cache_dir / "text" / "text.safetensors"))
         return LatentCache(
             latents,
             clip_ids,
+            frame_latents,
+            frame_index,
+            camera,
             torch.tensor(meta["latent_mean"]),
             torch.tensor(meta["latent_std"]),
             text["hidden"],

@@ -1,0 +1,1 @@
+"""Frame and camera conditioning shared by training and generation (issue 3)."""
