@@ -46,6 +46,41 @@ def test_recipe_builds_a_loadable_model_dir(tiny_run):
     assert stats["dit"]["samples_per_second"] > 0
 
 
+def test_cache_holds_frame_latents_and_cameras(tiny_run):
+    """The conditioning the DiT trains on: last/inner frames encoded alone, and each clip's camera."""
+    from kinema.train.data import assign_buckets, load_clip, read_metadata, to_model_video
+    from kinema.train.latents import LatentCache
+
+    cache = LatentCache.load(tiny_run / "cache")
+    vae = load_pretrained(tiny_run / "work" / "vae")
+    records = assign_buckets(read_metadata(tiny_run / "dataset"), [[32, 32], [32, 48]], [9], 8.0)
+    for key, latents in cache.latents.items():
+        n = latents.shape[0]
+        assert cache.frame_latents[key].shape == (n, 2, 4, *latents.shape[-2:])
+        assert cache.camera[key].shape == (n, 4) and (cache.camera[key][:, 3] == 1).all()  # Shapes World knows its camera
+        idx = cache.frame_index[key]
+        assert (idx[:, 0] == 8).all() and ((idx[:, 1] >= 1) & (idx[:, 1] <= 7)).all()
+        clip = records[int(cache.clip_ids[key][0])]
+        frames = load_clip(clip, 8.0)
+        with torch.no_grad():
+            alone = vae.encode(to_model_video(frames[8:9]))[0, :, 0]
+        assert torch.allclose(cache.frame_latents[key][0, 0].float(), alone, atol=2e-2)
+        expected = [clip.camera.pan, clip.camera.tilt, clip.camera.zoom, 1.0]
+        assert cache.camera[key][0].tolist() == expected
+    pipe = json.loads((tiny_run / "model" / "pipeline.json").read_text())
+    assert {"image-to-video", "first-last-frame", "keyframes", "long-video", "camera-control"} <= set(pipe["tasks"])
+
+
+def test_cache_subset_per_bucket(tmp_path):
+    from kinema.train.latents import _subset
+
+    idx = list(range(100))
+    picked = _subset(idx, 10, seed=0)
+    assert len(picked) == 10 and picked == sorted(picked) and set(picked) <= set(idx)
+    assert picked == _subset(idx, 10, seed=0) and picked != _subset(idx, 10, seed=1)
+    assert _subset(idx, 0, seed=0) == idx and _subset(idx, 500, seed=0) == idx
+
+
 def test_engine_generates_from_the_exported_model(tiny_run):
     from kinema.engine.native import NativeBackend
     from kinema.request import GenerationRequest

@@ -149,6 +149,8 @@ def load_clip(record: ClipRecord, fps: float, bucket: Bucket | None = None) -> n
 
 def to_model_video(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
     """uint8 [T,H,W,3] (or a batch [B,T,H,W,3]) -> float [B,3,T,H,W] in [-1, 1]."""
+    if isinstance(frames, np.ndarray) and not frames.flags.writeable:
+        frames = frames.copy()  # torch warns on (and must not alias) read-only arrays, e.g. from PIL
     x = torch.as_tensor(frames)
     if x.ndim == 4:
         x = x.unsqueeze(0)
