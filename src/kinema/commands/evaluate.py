@@ -19,12 +19,12 @@ from kinema.errors import KinemaInputError
 SUITE_CHOICES = ("seen", "heldout", "all")
 
 
-def _generator(model: Optional[Path], steps: Optional[int]):
+def _generator(model: Optional[Path], steps: Optional[int], guidance: Optional[float] = None):
     """A SuiteItem -> frames callable backed by the engine's Pipeline (imported lazily)."""
     from kinema.engine.pipeline import Pipeline
 
     pipe = Pipeline.from_pretrained(model) if model else Pipeline.from_builtin()
-    options: dict[str, Any] = {} if steps is None else {"steps": steps}
+    options: dict[str, Any] = {k: v for k, v in (("steps", steps), ("guidance", guidance)) if v is not None}
 
     def generate(item):
         video = pipe.generate(
@@ -61,6 +61,7 @@ def evaluate(
     model: Optional[Path] = typer.Option(None, "--model", help="Model directory (default: the built-in model)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Evaluate only the first N items of each suite."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Sampling steps (default: the model's)."),
+    guidance: Optional[float] = typer.Option(None, "--guidance", help="CFG scale (default: the model's); choose it on the seen suite, report held-out."),
     size: int = typer.Option(64, "--size", help="Base resolution of the suite (a multiple of 16)."),
     ground_truth: bool = typer.Option(False, "--ground-truth", help="Score the renderer's own clips (judge sanity check)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
@@ -77,17 +78,20 @@ def evaluate(
         raise KinemaInputError(f"--limit must be at least 1, got {limit}")
     if steps is not None and steps < 1:
         raise KinemaInputError(f"--steps must be at least 1, got {steps}")
-    if ground_truth and (model is not None or steps is not None):
-        raise KinemaInputError("--ground-truth scores the renderer: it takes no --model or --steps")
+    if guidance is not None and not guidance >= 0:
+        raise KinemaInputError(f"--guidance must be >= 0, got {guidance}")
+    if ground_truth and (model is not None or steps is not None or guidance is not None):
+        raise KinemaInputError("--ground-truth scores the renderer: it takes no --model, --steps or --guidance")
     if not json_out.parent.is_dir():
         raise KinemaInputError(f"cannot write {json_out}: directory {json_out.parent} does not exist")
     names = SUITES if suite == "all" else (suite,)
     suites = {n: build_suite(n, size=size, n_items=limit or DEFAULT_ITEMS) for n in names}
-    generate = render_item if ground_truth else _generator(model, steps)
+    generate = render_item if ground_truth else _generator(model, steps, guidance)
     results = {n: run_evaluation(generate, items, progress=progress) for n, items in suites.items()}
     report = {
         "model": "ground-truth" if ground_truth else (str(model) if model else "builtin"),
         "steps": steps,
+        "guidance": guidance,
         "size": size,
         "suites": results,
     }
