@@ -13,7 +13,7 @@ import typer
 
 from kinema.errors import KinemaInputError
 
-COMMAND_MODULES = ("generate", "train", "evaluate")
+COMMAND_MODULES = ("generate", "train", "evaluate", "models", "story", "serve", "admin")
 
 app = typer.Typer(
     add_completion=False,

@@ -1,0 +1,116 @@
+"""Accounts, API keys and grants: what `kinema admin` and the tests call.
+
+A key is `kn_` + 32 random URL-safe characters; only its SHA-256 is stored,
+so a database leak reveals no usable key. It is shown once, at creation.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from sqlalchemy import select
+
+from kinema.errors import KinemaInputError
+from kinema.service import ledger
+from kinema.service.db import Account, ApiKey, LedgerEntry, Plan, now
+
+
+def create_account(sessions: Any, name: str, plan: str = "free", grant_monthly: bool = True) -> str:
+    """A new account on `plan`, credited with the plan's monthly credits. Returns its id."""
+    with sessions.begin() as s:
+        p = s.get(Plan, plan)
+        if p is None:
+            known = ", ".join(s.scalars(select(Plan.name)).all())
+            raise KinemaInputError(f"unknown plan {plan!r}; known: {known}")
+        if s.scalar(select(Account.id).where(Account.name == name)) is not None:
+            raise KinemaInputError(f"an account named {name!r} exists already")
+        acct = Account(name=name, plan=plan)
+        s.add(acct)
+        s.flush()
+        if grant_monthly and p.monthly_credits > 0:
+            ledger.grant(s, acct.id, p.monthly_credits, note=monthly_note(month_of(now())))
+        return acct.id
+
+
+def month_of(t: float) -> str:
+    import time
+
+    return time.strftime("%Y-%m", time.gmtime(t))
+
+
+def monthly_note(month: str) -> str:
+    return f"monthly credits {month}"
+
+
+def refill_monthly(sessions: Any, month: str | None = None) -> int:
+    """Grant every account its plan's monthly credits once per calendar month (UTC). Returns how many were granted.
+
+    Idempotent: the grant's note names the month, and an account that has it is skipped,
+    so the reaper can call this as often as it likes, from any number of processes
+    (a duplicate can only come from two processes racing in the same instant; the
+    unused credits then stay granted, never lost).
+    """
+    note = monthly_note(month or month_of(now()))
+    with sessions.begin() as s:
+        done = set(s.scalars(select(LedgerEntry.account_id).where(LedgerEntry.kind == "grant", LedgerEntry.note == note)).all())
+        rows = s.execute(select(Account.id, Plan.monthly_credits).join(Plan, Plan.name == Account.plan)).all()
+        granted = 0
+        for acct_id, credits in rows:
+            if acct_id not in done and credits > 0:
+                ledger.grant(s, acct_id, credits, note)
+                granted += 1
+        return granted
+
+
+def find_account(sessions: Any, name_or_id: str) -> str:
+    with sessions() as s:
+        acct_id = s.scalar(select(Account.id).where((Account.name == name_or_id) | (Account.id == name_or_id)))
+    if acct_id is None:
+        raise KinemaInputError(f"no account {name_or_id!r}")
+    return acct_id
+
+
+def create_key(sessions: Any, account_id: str) -> str:
+    from kinema.service.app import hash_key
+
+    key = "kn_" + secrets.token_urlsafe(24)
+    with sessions.begin() as s:
+        s.add(ApiKey(account_id=account_id, key_hash=hash_key(key), prefix=key[:8]))
+    return key
+
+
+def revoke_key(sessions: Any, prefix: str) -> int:
+    with sessions.begin() as s:
+        keys = s.scalars(select(ApiKey).where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None))).all()
+        for k in keys:
+            k.revoked_at = now()
+        return len(keys)
+
+
+def grant(sessions: Any, account_id: str, credits: int, note: str = "admin grant") -> int:
+    if credits <= 0:
+        raise KinemaInputError(f"a grant must be > 0 credits, got {credits}")
+    with sessions.begin() as s:
+        ledger.grant(s, account_id, credits, note)
+        return ledger.balance(s, account_id)
+
+
+def set_plan(sessions: Any, account_id: str, plan: str) -> None:
+    with sessions.begin() as s:
+        if s.get(Plan, plan) is None:
+            raise KinemaInputError(f"unknown plan {plan!r}")
+        acct = s.get(Account, account_id)
+        assert acct is not None
+        acct.plan = plan
+
+
+def upsert_plan(sessions: Any, name: str, monthly_credits: int, concurrency: int, priority: int) -> None:
+    if monthly_credits < 0 or concurrency < 1:
+        raise KinemaInputError("monthly credits must be >= 0 and concurrency >= 1")
+    with sessions.begin() as s:
+        p = s.get(Plan, name)
+        if p is None:
+            s.add(Plan(name=name, monthly_credits=monthly_credits, concurrency=concurrency, priority=priority))
+        else:
+            p.monthly_credits, p.concurrency, p.priority = monthly_credits, concurrency, priority

@@ -1,0 +1,480 @@
+"""The FastAPI app factory and the /v1 API.
+
+`create_app(settings, backend_factory)` builds everything: database (migrated),
+queue, workers, webhook sender, studio. Errors on every 4xx are
+`{"error": {"code": "dotted.code", "message": "one line"}}`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from fastapi import Depends, FastAPI, File, Header, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from kinema.engine.backend import Backend, ResolvedRequest
+from kinema.errors import KinemaInputError
+from kinema.request import GenerationRequest
+from kinema.service import ledger, pricing, webhooks
+from kinema.service.db import (
+    QUEUED,
+    RUNNING,
+    TERMINAL,
+    Account,
+    ApiKey,
+    Plan,
+    Task,
+    open_database,
+    open_readers,
+)
+from kinema.service.errors import ApiError, from_input_error, from_validation_errors
+from kinema.service.executors import BackendFactory
+from kinema.service.jobs import Queue
+from kinema.service.moderation import BlocklistModerator, Moderator
+from kinema.service.settings import Settings
+from kinema.service.workers import Workers
+
+TASK_ID = re.compile(r"^[0-9a-f]{32}$")
+UPLOAD_ID = re.compile(r"^upl_([0-9a-f]{32})$")
+IMAGE_INPUTS = ("image", "last_image")  # given as upload ids (POST /v1/uploads), mapped to files here
+FILE_INPUTS = ("video", "keyframes")  # paths on the server: never taken from a client
+MEDIA = {"mp4": "video/mp4", "gif": "image/gif"}
+SSE_POLL_SECONDS = 0.25
+
+
+class TaskCreate(GenerationRequest):
+    """A GenerationRequest (the same fields and limits as the CLI) plus where to send the webhook."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    callback_url: str | None = Field(default=None, max_length=2000, description="POSTed, signed, when the task ends")
+    format: Literal["mp4", "gif"] | None = None  # type: ignore[assignment]  # PNG frame folders are not a download
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+class TaskView(BaseModel):
+    id: str
+    state: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    progress: float
+    step: int
+    total_steps: int
+    error: ErrorBody | None
+    credits_reserved: int
+    credits_charged: int | None
+    attempts: int
+    request: dict[str, Any]
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    download_url: str | None
+
+
+class TaskPage(BaseModel):
+    items: list[TaskView]
+    next_cursor: str | None
+
+
+class QuoteView(BaseModel):
+    credits: int
+    tflops: float
+    steps: int
+    forward_passes: int
+    latent_tokens: int
+    width: int
+    height: int
+    num_frames: int
+    fps: float
+    seed: int | None
+
+
+class UploadView(BaseModel):
+    id: str
+    width: int
+    height: int
+
+
+class AccountView(BaseModel):
+    id: str
+    name: str
+    plan: str
+    credits_available: int
+    credits_reserved: int
+    concurrency: int
+    priority: int
+    webhook_secret: str
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {s: {"model": ErrorResponse} for s in (400, 401, 402, 404, 409, 413, 422, 429)}
+
+
+@dataclass
+class Service:
+    settings: Settings
+    backend: Backend
+    queue: Queue
+    workers: Workers
+    moderator: Moderator
+    sessions: Any  # read-write transactions
+    readers: Any  # read-only ones (on SQLite they do not queue for the write lock)
+
+
+def task_view(task: Task) -> TaskView:
+    error = ErrorBody(code=task.error_code, message=task.error_message or "") if task.error_code else None
+    return TaskView(
+        id=task.id, state=task.state, progress=task.progress, step=task.step, total_steps=task.total_steps, error=error,  # type: ignore[arg-type]
+        credits_reserved=task.credits_reserved, credits_charged=task.credits_charged, attempts=task.attempts,
+        request={**json.loads(task.request_json), "seed": json.loads(task.resolved_json).get("seed")}, created_at=task.created_at, started_at=task.started_at, finished_at=task.finished_at,
+        download_url=f"/v1/tasks/{task.id}/download" if task.state == "succeeded" and task.output_path else None,
+    )  # fmt: skip
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def create_app(settings: Settings, backend_factory: BackendFactory, *, moderator: Moderator | None = None, run_workers: bool = True, executor: Any = None) -> FastAPI:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine, sessions = open_database(settings.url)
+    read_engine, readers = open_readers(settings.url)
+    seed_plans(sessions, settings)
+    backend = backend_factory()
+    queue = Queue(sessions, settings.lease_seconds, settings.max_attempts, on_terminal=webhooks.enqueue, readers=readers)
+    sender = webhooks.WebhookSender(
+        sessions, readers=readers, allow_private=settings.webhook_allow_private, max_attempts=settings.webhook_max_attempts,
+        backoff_seconds=settings.webhook_backoff_seconds, timeout=settings.webhook_timeout_seconds,
+    )  # fmt: skip
+    workers = Workers(settings, queue, backend, backend_factory, sender, executor=executor)
+    svc = Service(settings, backend, queue, workers, moderator or BlocklistModerator(settings.moderation_blocklist), sessions, readers)
+
+    def warm_up() -> None:
+        """Load the tokenizer and the pricing model now, so the first client does not wait for them."""
+        try:
+            pricing.quote(backend, backend.validate(GenerationRequest(prompt="warm up")), settings.credits_per_tflop)
+        except KinemaInputError:
+            pass
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(warm_up)
+        await asyncio.to_thread(workers.start, run_workers)
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(workers.stop)
+            engine.dispose()
+            read_engine.dispose()
+
+    app = FastAPI(title="kinema", version="1", lifespan=lifespan, description="Text-to-video tasks, credits and webhooks. See docs/service.md.")
+    app.state.service = svc
+    install_error_handlers(app, settings)
+    add_routes(app, svc)
+    try:
+        from kinema.service.studio import mount_studio
+
+        mount_studio(app)
+    except ImportError:  # the studio module is optional
+        pass
+    return app
+
+
+def seed_plans(sessions: Any, settings: Settings) -> None:
+    """The plans named in Settings exist (credits/limits updated to what Settings says)."""
+    with sessions.begin() as s:
+        for name, (credits, concurrency, priority) in settings.plans.items():
+            plan = s.get(Plan, name)
+            if plan is None:
+                s.add(Plan(name=name, monthly_credits=credits, concurrency=concurrency, priority=priority))
+            else:
+                plan.monthly_credits, plan.concurrency, plan.priority = credits, concurrency, priority
+
+
+def install_error_handlers(app: FastAPI, settings: Settings) -> None:
+    @app.exception_handler(ApiError)
+    async def _api(_: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        err = from_validation_errors(list(exc.errors()))
+        return JSONResponse(err.body(), status_code=err.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method.not_allowed"}.get(exc.status_code, f"http.{exc.status_code}")
+        return JSONResponse({"error": {"code": code, "message": str(exc.detail)}}, status_code=exc.status_code)
+
+    @app.middleware("http")
+    async def _body_limit(request: Request, call_next: Any) -> Response:
+        length = request.headers.get("content-length")
+        limit = settings.max_upload_bytes + 64 * 1024 if request.url.path == "/v1/uploads" else settings.max_body_bytes
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            code = "input.upload.too_large" if request.url.path == "/v1/uploads" else "input.body.too_large"
+            err = ApiError(413, code, f"the body is over {limit} bytes")
+            return JSONResponse(err.body(), status_code=413)
+        return await call_next(request)
+
+
+def add_routes(app: FastAPI, svc: Service) -> None:
+    settings = svc.settings
+
+    def account(authorization: str | None = Header(default=None, description="Bearer <api key>")) -> Account:
+        if not authorization or not authorization.lower().startswith("bearer "):
+            raise ApiError(401, "auth.missing", "send an API key: Authorization: Bearer <key>")
+        with svc.readers() as s:
+            acct = s.scalar(
+                select(Account).join(ApiKey, ApiKey.account_id == Account.id).where(ApiKey.key_hash == hash_key(authorization[7:].strip()), ApiKey.revoked_at.is_(None))
+            )
+        if acct is None:
+            raise ApiError(401, "auth.invalid", "this API key is not valid")
+        return acct
+
+    def own_task(s: Any, task_id: str, acct: Account) -> Task:
+        if not TASK_ID.match(task_id):
+            raise ApiError(404, "task.not_found", "no such task")
+        task = s.get(Task, task_id, populate_existing=True)
+        if task is None or task.account_id != acct.id or task.deleted:
+            raise ApiError(404, "task.not_found", "no such task")
+        return task
+
+    def upload_path(acct: Account, upload_id: str) -> Any:
+        return settings.uploads_dir / acct.id / f"{upload_id}.png"
+
+    def resolve(body: TaskCreate, acct: Account) -> tuple[GenerationRequest, ResolvedRequest]:
+        given = body.model_dump(exclude_unset=True)
+        for name in FILE_INPUTS:
+            if given.get(name):
+                raise ApiError(422, "input.task.unsupported", f"{name} is not accepted over HTTP yet (video and keyframe inputs need uploads)")
+        verdict = svc.moderator(body)
+        if verdict is not None:
+            raise ApiError(422, verdict.code, verdict.message)
+        fields = {k: v for k, v in given.items() if k != "callback_url"}
+        for name in IMAGE_INPUTS:
+            if fields.get(name) is not None:
+                m = UPLOAD_ID.match(str(fields[name]))
+                if m is None:
+                    raise ApiError(422, f"input.{name}.invalid", f"{name} must be an upload id (upl_...) from POST /v1/uploads")
+                path = upload_path(acct, m.group(0))
+                if not path.is_file():
+                    raise ApiError(422, f"input.{name}.not_found", f"no upload {m.group(0)} on this account")
+                fields[name] = str(path)
+        try:
+            request = GenerationRequest(**fields)
+            resolved = svc.backend.validate(request)
+        except KinemaInputError as exc:
+            raise from_input_error(exc) from None
+        return request, resolved
+
+    @app.post("/v1/quotes", response_model=QuoteView, responses=ERRORS, tags=["tasks"])
+    def create_quote(body: TaskCreate, acct: Account = Depends(account)) -> QuoteView:
+        """The price of a request, from its compute, without running it (the seed is not chosen here)."""
+        _, resolved = resolve(body, acct)
+        q = pricing.quote(svc.backend, resolved, settings.credits_per_tflop)
+        return QuoteView(**q.as_dict(), width=resolved.width, height=resolved.height, num_frames=resolved.num_frames, fps=resolved.fps, seed=body.seed)
+
+    @app.post("/v1/tasks", response_model=TaskView, status_code=201, responses=ERRORS, tags=["tasks"])
+    def create_task(
+        body: TaskCreate, response: Response, acct: Account = Depends(account),
+        idempotency_key: str | None = Header(default=None, max_length=200, description="Same key + same body = the same task"),
+    ) -> TaskView:  # fmt: skip
+        body_hash = hashlib.sha256(json.dumps(body.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+        if idempotency_key is not None:
+            existing = find_idempotent(acct, idempotency_key, body_hash)
+            if existing is not None:
+                response.status_code = 200
+                return existing
+        request, resolved = resolve(body, acct)
+        if body.callback_url:
+            try:
+                webhooks.check_url(body.callback_url, settings.webhook_allow_private)
+            except webhooks.WebhookUrlError as exc:
+                raise ApiError(422, exc.code, str(exc)) from None
+        q = pricing.quote(svc.backend, resolved, settings.credits_per_tflop)
+        stored = request.model_copy(update={"seed": resolved.seed})  # a retry makes the same video
+        fmt = body.format or "mp4"
+        try:
+            with svc.sessions.begin() as s:
+                plan = s.get(Plan, acct.plan)
+                task = Task(
+                    account_id=acct.id, state=QUEUED, request_json=body.model_dump_json(exclude_unset=True),
+                    resolved_json=stored.model_dump_json(exclude_defaults=True), body_hash=body_hash, idempotency_key=idempotency_key,
+                    priority=plan.priority if plan else 0, callback_url=body.callback_url, output_format=fmt,
+                    progress=0.0, step=0, total_steps=resolved.steps, attempts=0, runs_started=0, cancel_requested=False, deleted=False,
+                )  # fmt: skip
+                s.add(task)
+                s.flush()
+                ledger.reserve(s, task, q.credits)
+                view = task_view(task)
+        except ledger.InsufficientCredits as exc:
+            raise ApiError(402, "credits.insufficient", str(exc)) from None
+        except IntegrityError:  # a concurrent create with the same Idempotency-Key won
+            existing = find_idempotent(acct, idempotency_key or "", body_hash)
+            if existing is None:
+                raise
+            response.status_code = 200
+            return existing
+        return view
+
+    def find_idempotent(acct: Account, key: str, body_hash: str) -> TaskView | None:
+        with svc.readers() as s:
+            task = s.scalar(select(Task).where(Task.account_id == acct.id, Task.idempotency_key == key))
+            if task is None:
+                return None
+            if task.body_hash != body_hash:
+                raise ApiError(422, "idempotency.key_reused", "this Idempotency-Key was used with a different body")
+            return task_view(task)
+
+    @app.get("/v1/tasks", response_model=TaskPage, responses=ERRORS, tags=["tasks"])
+    def list_tasks(
+        acct: Account = Depends(account),
+        state: Literal["queued", "running", "succeeded", "failed", "cancelled"] | None = None,
+        limit: int = Query(20, ge=1, le=100),
+        cursor: str | None = Query(None, max_length=100, description="next_cursor of the previous page"),
+    ) -> TaskPage:  # fmt: skip
+        query = select(Task).where(Task.account_id == acct.id, Task.deleted.is_(False))
+        if state is not None:
+            query = query.where(Task.state == state)
+        if cursor:
+            try:
+                created, tid = cursor.split("_", 1)
+                query = query.where((Task.created_at < float(created)) | ((Task.created_at == float(created)) & (Task.id < tid)))
+            except ValueError:
+                raise ApiError(422, "input.cursor.invalid", "cursor must be a next_cursor this API returned") from None
+        with svc.readers() as s:
+            rows = s.scalars(query.order_by(Task.created_at.desc(), Task.id.desc()).limit(limit + 1)).all()
+        items = [task_view(t) for t in rows[:limit]]
+        nxt = f"{rows[limit - 1].created_at!r}_{rows[limit - 1].id}" if len(rows) > limit else None
+        return TaskPage(items=items, next_cursor=nxt)
+
+    @app.get("/v1/tasks/{task_id}", response_model=TaskView, responses=ERRORS, tags=["tasks"])
+    def get_task(task_id: str, acct: Account = Depends(account)) -> TaskView:
+        with svc.readers() as s:
+            return task_view(own_task(s, task_id, acct))
+
+    @app.post("/v1/tasks/{task_id}/cancel", response_model=TaskView, responses=ERRORS, tags=["tasks"])
+    def cancel_task(task_id: str, acct: Account = Depends(account)) -> TaskView:
+        """Queued: cancelled now. Running: stops within one denoising step. Credits are released either way."""
+        with svc.sessions() as s:
+            own_task(s, task_id, acct)
+        if svc.queue.cancel(task_id) == RUNNING:
+            svc.workers.cancel_local(task_id)
+        with svc.sessions() as s:
+            return task_view(own_task(s, task_id, acct))
+
+    @app.delete("/v1/tasks/{task_id}", status_code=204, responses=ERRORS, tags=["tasks"])
+    def delete_task(task_id: str, acct: Account = Depends(account)) -> Response:
+        """Only a finished task can be deleted (cancel it first); its file is removed."""
+        with svc.sessions.begin() as s:
+            task = own_task(s, task_id, acct)
+            if task.state not in TERMINAL:
+                raise ApiError(409, "task.not_finished", f"the task is {task.state}; cancel it first")
+            task.deleted = True
+            name = task.output_path
+        if name:
+            (settings.outputs_dir / name).unlink(missing_ok=True)
+        return Response(status_code=204)
+
+    @app.get("/v1/tasks/{task_id}/download", responses={**ERRORS, 200: {"content": {"video/mp4": {}, "image/gif": {}}}}, tags=["tasks"])
+    def download(task_id: str, acct: Account = Depends(account)) -> FileResponse:
+        """The video. The file name is made from the task id (never from user input)."""
+        with svc.sessions() as s:
+            task = own_task(s, task_id, acct)
+            if task.state != "succeeded" or not task.output_path:
+                raise ApiError(409, "task.not_ready", f"the task is {task.state}; there is nothing to download")
+            name, fmt = task.output_path, task.output_format
+        path = (settings.outputs_dir / name).resolve()
+        if path.parent != settings.outputs_dir.resolve() or not path.is_file():
+            raise ApiError(404, "task.output_missing", "the video file is gone")
+        return FileResponse(path, media_type=MEDIA.get(fmt, "application/octet-stream"), filename=f"kinema-{task_id}.{fmt}")
+
+    @app.get("/v1/tasks/{task_id}/events", responses={**ERRORS, 200: {"content": {"text/event-stream": {}}}}, tags=["tasks"])
+    async def events(task_id: str, acct: Account = Depends(account)) -> StreamingResponse:
+        """Server-sent events: `event: task` with the task JSON on every change, until it is terminal."""
+
+        def read() -> TaskView:
+            with svc.readers() as s:
+                return task_view(own_task(s, task_id, acct))
+
+        first = await asyncio.to_thread(read)
+
+        async def stream() -> AsyncIterator[str]:
+            view, last = first, None
+            while True:
+                data = view.model_dump_json()
+                if data != last:
+                    yield f"event: task\ndata: {data}\n\n"
+                    last = data
+                if view.state in TERMINAL:
+                    return
+                await asyncio.sleep(SSE_POLL_SECONDS)
+                try:
+                    view = await asyncio.to_thread(read)
+                except ApiError:  # deleted meanwhile
+                    return
+
+        return StreamingResponse(stream(), media_type="text/event-stream", headers={"cache-control": "no-cache"})
+
+    @app.post("/v1/uploads", response_model=UploadView, status_code=201, responses=ERRORS, tags=["uploads"])
+    def upload_image(file: UploadFile = File(..., description="PNG, JPEG or WebP; at most 8 MiB"), acct: Account = Depends(account)) -> UploadView:
+        """An image for `image` / `last_image`: checked (a real image, not a decompression bomb), stored as PNG, private to the account."""
+        import os
+        import tempfile
+
+        import numpy as np
+        from PIL import Image
+
+        from kinema.conditioning.images import load_image
+
+        data = file.file.read(settings.max_upload_bytes + 1)
+        if len(data) > settings.max_upload_bytes:
+            raise ApiError(413, "input.upload.too_large", f"the upload is over {settings.max_upload_bytes} bytes")
+        folder = settings.uploads_dir / acct.id
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".in")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            try:
+                pixels = load_image(tmp)
+            except KinemaInputError as exc:
+                big = any(w in str(exc) for w in ("megapixels", "bomb", "too large"))
+                raise ApiError(413 if big else 422, "input.upload.too_large" if big else "input.upload.not_image", str(exc).replace(tmp, "the upload")) from None
+            upload_id = "upl_" + os.urandom(16).hex()
+            final = upload_path(acct, upload_id)
+            part = final.with_suffix(".part")
+            Image.fromarray(np.ascontiguousarray(pixels)).save(part, format="PNG")  # re-encoded: nothing of the original file is kept
+            os.replace(part, final)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return UploadView(id=upload_id, width=int(pixels.shape[1]), height=int(pixels.shape[0]))
+
+    @app.get("/v1/account", response_model=AccountView, responses=ERRORS, tags=["account"])
+    def get_account(acct: Account = Depends(account)) -> AccountView:
+        with svc.sessions.begin() as s:
+            plan = s.get(Plan, acct.plan)
+            reserved = s.scalar(
+                select(func.coalesce(func.sum(Task.credits_reserved), 0)).where(Task.account_id == acct.id, Task.state.in_((QUEUED, RUNNING)))
+            )
+            return AccountView(
+                id=acct.id, name=acct.name, plan=acct.plan, credits_available=ledger.balance(s, acct.id), credits_reserved=int(reserved or 0),
+                concurrency=plan.concurrency if plan else 1, priority=plan.priority if plan else 0, webhook_secret=webhooks.secret_for(s, acct.id),
+            )  # fmt: skip

@@ -1,0 +1,70 @@
+"""Everything the operator of a service chooses, in one dataclass (no environment variables)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+
+@dataclass
+class Settings:
+    """`kinema serve` builds one from its options; tests build their own.
+
+    database_url: None -> SQLite at `data_dir/kinema.db`. Any SQLAlchemy URL works
+        (postgresql+psycopg://... for PostgreSQL).
+    executor: "local" runs `workers` threads in this process, each with its own
+        loaded pipeline; "ray" hands jobs to a Ray actor pool (executors/ray.py).
+    lease_seconds: a running job whose lease is not renewed for this long is
+        taken as lost (its worker died) and retried or failed.
+    credits_per_tflop: the price of compute; a quote is ceil(TFLOPs x this), at least 1.
+    """
+
+    data_dir: Path = Path("kinema-data")
+    database_url: str | None = None
+    executor: Literal["local", "ray"] = "local"
+    workers: int = 1
+    lease_seconds: float = 30.0
+    heartbeat_seconds: float | None = None  # None -> lease_seconds / 3
+    reap_seconds: float = 1.0  # how often the reaper and webhook sender look
+    poll_seconds: float = 0.2  # how often an idle worker looks for a job
+    max_attempts: int = 3
+    credits_per_tflop: float = 1.0
+    webhook_allow_private: bool = False
+    webhook_max_attempts: int = 8
+    webhook_backoff_seconds: float = 2.0  # delay after the first failure; doubles each time
+    webhook_timeout_seconds: float = 10.0
+    moderation_blocklist: tuple[str, ...] = ("gore", "nsfw", "nude", "naked")
+    max_page_size: int = 100
+    max_body_bytes: int = 64 * 1024
+    max_upload_bytes: int = 8 * 1024 * 1024  # one image for image-to-video (POST /v1/uploads)
+    ray_address: str | None = None
+    default_plan: str = "free"
+    plans: dict[str, tuple[int, int, int]] = field(
+        default_factory=lambda: {"free": (100, 1, 0), "standard": (2_000, 2, 5), "pro": (10_000, 4, 10)}
+    )  # name -> (monthly credits, concurrency, priority)
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(self.data_dir)
+        if self.executor not in ("local", "ray"):
+            raise ValueError(f"executor must be 'local' or 'ray', got {self.executor!r}")
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
+        if self.lease_seconds <= 0 or self.max_attempts < 1:
+            raise ValueError("lease_seconds must be > 0 and max_attempts >= 1")
+
+    @property
+    def url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'kinema.db').resolve()}"
+
+    @property
+    def outputs_dir(self) -> Path:
+        return self.data_dir / "outputs"
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.data_dir / "uploads"
+
+    @property
+    def heartbeat_interval(self) -> float:
+        return self.heartbeat_seconds if self.heartbeat_seconds is not None else self.lease_seconds / 3

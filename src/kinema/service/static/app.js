@@ -1,0 +1,476 @@
+// kinema studio: a page over the /v1 task API, nothing else. Plain JS, no build step, no CDN.
+//
+// Why fetch everywhere (and not EventSource or <video src>): the API wants the
+// key in the Authorization header, which EventSource and media elements cannot
+// send. So events are read from a fetch() stream, and videos are fetched as
+// blobs and played from object URLs; the key never appears in a URL or a log.
+"use strict";
+
+const KEY_STORAGE = "kinema.apiKey";
+const PAGE_SIZE = 12;
+const QUOTE_DELAY_MS = 300; // wait for typing to pause before asking for a price
+const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
+
+// The camera menu in the API's vocabulary (GenerationRequest.camera: pan/tilt/zoom in [-2, 2]).
+const CAMERAS = {
+  none: null,
+  static: { pan: 0, tilt: 0, zoom: 0 },
+  "pan-left": { pan: -1, tilt: 0, zoom: 0 },
+  "pan-right": { pan: 1, tilt: 0, zoom: 0 },
+  "tilt-up": { pan: 0, tilt: 1, zoom: 0 },
+  "tilt-down": { pan: 0, tilt: -1, zoom: 0 },
+  "zoom-in": { pan: 0, tilt: 0, zoom: 1 },
+  "zoom-out": { pan: 0, tilt: 0, zoom: -1 },
+};
+
+// What to tell a person for each family of machine-readable codes; the code itself is shown too.
+const ERROR_TITLES = [
+  ["auth.", "Check your API key."],
+  ["credits.", "Not enough credits."],
+  ["quota.", "Limit reached."],
+  ["rate.", "Too many requests."],
+  ["moderation.", "This prompt is not allowed."],
+  ["input.", "Please fix the request."],
+  ["idempotency.", "Conflicting retry."],
+  ["not_found", "Not found."],
+  ["internal.", "The server failed."],
+  ["network.", "Cannot reach the server."],
+];
+
+const $ = (id) => document.getElementById(id);
+const state = { key: "", tasks: new Map(), streams: new Map(), blobs: new Map(), cursor: null, quoteSeq: 0, idempotency: null };
+
+// ---------------------------------------------------------------- API access
+
+class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+function headers(extra = {}) {
+  const h = { Accept: "application/json", ...extra };
+  if (state.key) h.Authorization = `Bearer ${state.key}`;
+  return h;
+}
+
+// The API answers errors as {"error": {"code", "message"}}; tolerate FastAPI's {"detail": ...} too.
+async function errorFrom(response) {
+  let body = null;
+  try { body = await response.json(); } catch (_) { /* not JSON */ }
+  const err = body && (body.error || (typeof body.detail === "object" && !Array.isArray(body.detail) ? body.detail : null) || body);
+  let code = err && typeof err.code === "string" ? err.code : `http.${response.status}`;
+  let message = err && typeof err.message === "string" ? err.message : "";
+  if (!message && body && Array.isArray(body.detail) && body.detail.length) message = body.detail[0].msg || "";
+  if (!message && body && typeof body.detail === "string") message = body.detail;
+  return new ApiError(response.status, code, message || response.statusText || "request failed");
+}
+
+async function api(method, path, { body, extraHeaders, raw } = {}) {
+  let response;
+  try {
+    response = await fetch(path, {
+      method,
+      headers: headers(body === undefined ? extraHeaders : { "Content-Type": "application/json", ...extraHeaders }),
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch (e) {
+    throw new ApiError(0, "network.unreachable", String(e.message || e));
+  }
+  if (!response.ok) throw await errorFrom(response);
+  if (raw) return response;
+  if (response.status === 204) return null;
+  return response.json();
+}
+
+// ---------------------------------------------------------------- errors
+
+function showError(err) {
+  const code = err.code || "internal.client";
+  const family = ERROR_TITLES.find(([prefix]) => code.startsWith(prefix));
+  $("error-title").textContent = family ? family[1] : "Something went wrong.";
+  $("error-message").textContent = err.message || "";
+  $("error-code").textContent = code;
+  $("error").dataset.code = code;
+  $("error").hidden = false;
+}
+
+function clearError() {
+  $("error").hidden = true;
+  delete $("error").dataset.code;
+}
+
+// ---------------------------------------------------------------- the request being composed
+
+function composedRequest() {
+  const req = { prompt: $("prompt").value.trim(), aspect_ratio: $("aspect").value, seconds: Number($("seconds").value) };
+  const seed = $("seed").value.trim();
+  if (seed !== "") req.seed = Number(seed);
+  const camera = CAMERAS[$("camera").value];
+  if (camera) req.camera = camera;
+  const negative = $("negative").value.trim();
+  if (negative) req.negative_prompt = negative;
+  const steps = $("steps").value.trim();
+  if (steps !== "") req.steps = Number(steps);
+  return req;
+}
+
+let quoteTimer = null;
+function requestChanged() {
+  $("prompt-count").textContent = String($("prompt").value.length);
+  state.idempotency = null; // a different body needs a different Idempotency-Key
+  $("price").dataset.state = "stale"; // never show the price of the previous request as this one's
+  clearTimeout(quoteTimer);
+  quoteTimer = setTimeout(updateQuote, QUOTE_DELAY_MS);
+}
+
+async function updateQuote() {
+  const seq = ++state.quoteSeq;
+  const req = composedRequest();
+  const price = $("price");
+  if (!req.prompt) {
+    price.textContent = "—";
+    price.dataset.state = "empty";
+    $("price-detail").textContent = "write a prompt to see the price";
+    return;
+  }
+  if (!state.key) {
+    price.textContent = "—";
+    price.dataset.state = "nokey";
+    $("price-detail").textContent = "enter your API key to see the price";
+    return;
+  }
+  price.dataset.state = "loading";
+  try {
+    const quote = await api("POST", "/v1/quotes", { body: req });
+    if (seq !== state.quoteSeq) return; // a newer edit already asked again
+    price.textContent = `${formatCredits(quote.credits)} credits`;
+    price.dataset.state = "ok";
+    price.dataset.credits = String(quote.credits);
+    $("price-detail").textContent = describeQuote(quote);
+    if ($("error").dataset.code && $("error").dataset.code.startsWith("input.")) clearError();
+  } catch (err) {
+    if (seq !== state.quoteSeq) return;
+    price.textContent = "—";
+    price.dataset.state = "error";
+    $("price-detail").textContent = err.code;
+    showError(err);
+  }
+}
+
+function formatCredits(value) {
+  const n = Number(value);
+  return Number.isInteger(n) ? String(n) : n.toFixed(2);
+}
+
+function describeQuote(quote) {
+  const parts = [];
+  if (quote.width && quote.height) parts.push(`${quote.width}×${quote.height}`);
+  if (quote.num_frames) parts.push(`${quote.num_frames} frames`);
+  if (quote.steps) parts.push(`${quote.steps} steps`);
+  if (quote.tflops) parts.push(`${Number(quote.tflops).toPrecision(3)} TFLOPs`);
+  return parts.join(" · ");
+}
+
+async function submit(event) {
+  event.preventDefault();
+  const req = composedRequest();
+  if (!state.key) return showError(new ApiError(401, "auth.missing_key", "Paste your API key at the top of the page first."));
+  if (!req.prompt) return showError(new ApiError(422, "input.prompt.empty", "Describe the video you want."));
+  // One key per composed body: a double click or a retry after a network error makes one task, not two.
+  if (!state.idempotency) state.idempotency = crypto.randomUUID();
+  const button = $("submit");
+  button.disabled = true;
+  try {
+    const task = await api("POST", "/v1/tasks", { body: req, extraHeaders: { "Idempotency-Key": state.idempotency } });
+    clearError();
+    state.idempotency = null;
+    upsertTask(task, { prepend: true });
+    watch(task.id);
+    refreshAccount();
+  } catch (err) {
+    showError(err);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+// ---------------------------------------------------------------- the gallery
+
+async function loadTasks({ append = false } = {}) {
+  if (!state.key) return;
+  const params = new URLSearchParams({ limit: String(PAGE_SIZE) });
+  const filter = $("state-filter").value;
+  if (filter) params.set("state", filter);
+  if (append && state.cursor) params.set("cursor", state.cursor);
+  try {
+    const page = await api("GET", `/v1/tasks?${params}`);
+    if (!append) {
+      for (const id of [...state.tasks.keys()]) removeTaskCard(id);
+    }
+    const items = page.items || page.data || page.tasks || [];
+    for (const task of items) {
+      upsertTask(task);
+      if (!TERMINAL.has(task.state)) watch(task.id);
+    }
+    state.cursor = page.next_cursor || null;
+    $("more").hidden = !state.cursor;
+  } catch (err) {
+    showError(err);
+  }
+  updateEmpty();
+}
+
+function updateEmpty() {
+  $("empty").hidden = state.tasks.size > 0;
+}
+
+function upsertTask(task, { prepend = false } = {}) {
+  const known = state.tasks.get(task.id);
+  const merged = known ? { ...known.task, ...task } : task;
+  let card = known && known.card;
+  if (!card) {
+    card = $("task-template").content.firstElementChild.cloneNode(true);
+    card.dataset.id = task.id;
+    card.querySelector(".cancel").addEventListener("click", () => cancelTask(task.id));
+    card.querySelector(".delete").addEventListener("click", () => deleteTask(task.id));
+    const list = $("tasks");
+    if (prepend) list.prepend(card); else list.append(card);
+  }
+  state.tasks.set(task.id, { task: merged, card });
+  render(merged, card);
+  updateEmpty();
+}
+
+function render(task, card) {
+  card.dataset.state = task.state;
+  const badge = card.querySelector(".state");
+  badge.textContent = task.state;
+  badge.className = `state ${task.state}`;
+  const prompt = (task.request && task.request.prompt) || task.prompt || "";
+  card.querySelector(".prompt-text").textContent = prompt;
+  card.querySelector(".prompt-text").title = prompt;
+
+  const progressBox = card.querySelector(".progress");
+  const active = task.state === "running" || task.state === "queued";
+  progressBox.hidden = !active;
+  if (active) {
+    const value = Number(task.progress || 0);
+    card.querySelector("progress").value = value;
+    card.dataset.progress = String(value); // an attribute too, so tests and styles can watch it
+    const step = task.step && task.total_steps ? ` · step ${task.step}/${task.total_steps}` : "";
+    card.querySelector(".step").textContent = task.state === "queued" ? "waiting for a worker" : `${Math.round(value * 100)}%${step}`;
+  }
+
+  const meta = [];
+  const seed = task.request && task.request.seed !== undefined ? task.request.seed : task.seed;
+  if (seed !== undefined && seed !== null) meta.push(`seed ${seed}`);
+  const charged = task.credits_charged ?? task.charged_credits;
+  const reserved = task.credits_reserved ?? task.reserved_credits;
+  if (task.state === "succeeded" && charged !== undefined && charged !== null) meta.push(`${formatCredits(charged)} credits`);
+  else if (active && reserved !== undefined && reserved !== null) meta.push(`${formatCredits(reserved)} credits reserved`);
+  const metaBox = card.querySelector(".meta");
+  metaBox.textContent = meta.join(" · ");
+  const failure = task.error || (task.error_code ? { code: task.error_code, message: task.error_message } : null);
+  if (task.state === "failed" && failure) {
+    const code = document.createElement("div");
+    code.className = "code";
+    code.textContent = `${failure.code}${failure.message ? `: ${failure.message}` : ""}`;
+    metaBox.append(code);
+  }
+
+  card.querySelector(".cancel").hidden = !active;
+  card.querySelector(".delete").hidden = !TERMINAL.has(task.state);
+  if (task.state === "succeeded") showVideo(task, card);
+}
+
+// Fetch the video once (with the key), then play and download it from a blob URL.
+async function showVideo(task, card) {
+  if (state.blobs.has(task.id)) return;
+  state.blobs.set(task.id, null); // in flight
+  try {
+    const response = await api("GET", `/v1/tasks/${encodeURIComponent(task.id)}/download`, { raw: true });
+    const blob = await response.blob();
+    const url = URL.createObjectURL(blob);
+    state.blobs.set(task.id, url);
+    const video = document.createElement("video");
+    video.src = url;
+    video.controls = true;
+    video.loop = true;
+    video.muted = true;
+    video.playsInline = true;
+    video.preload = "auto";
+    card.querySelector(".media").replaceChildren(video);
+    const link = card.querySelector(".download");
+    link.href = url;
+    link.download = downloadName(task, response, blob);
+    link.hidden = false;
+  } catch (err) {
+    state.blobs.delete(task.id);
+    showError(err);
+  }
+}
+
+function downloadName(task, response, blob) {
+  const disposition = response.headers.get("Content-Disposition") || "";
+  const match = /filename="?([^";]+)"?/i.exec(disposition);
+  if (match) return match[1];
+  const ext = (blob.type.split("/")[1] || "mp4").replace("quicktime", "mov");
+  return `kinema-${task.id}.${ext}`;
+}
+
+async function cancelTask(id) {
+  try {
+    const task = await api("POST", `/v1/tasks/${encodeURIComponent(id)}/cancel`);
+    if (task) upsertTask(task);
+    refreshAccount();
+  } catch (err) {
+    showError(err);
+  }
+}
+
+async function deleteTask(id) {
+  try {
+    await api("DELETE", `/v1/tasks/${encodeURIComponent(id)}`);
+    removeTaskCard(id);
+    refreshAccount();
+  } catch (err) {
+    showError(err);
+  }
+}
+
+function removeTaskCard(id) {
+  const known = state.tasks.get(id);
+  if (!known) return;
+  const controller = state.streams.get(id);
+  if (controller) controller.abort();
+  state.streams.delete(id);
+  const url = state.blobs.get(id);
+  if (url) URL.revokeObjectURL(url);
+  state.blobs.delete(id);
+  known.card.remove();
+  state.tasks.delete(id);
+  updateEmpty();
+}
+
+// ---------------------------------------------------------------- live progress (server-sent events over fetch)
+
+async function watch(id) {
+  if (state.streams.has(id)) return;
+  const controller = new AbortController();
+  state.streams.set(id, controller);
+  try {
+    const response = await fetch(`/v1/tasks/${encodeURIComponent(id)}/events`, {
+      headers: headers({ Accept: "text/event-stream" }),
+      signal: controller.signal,
+    });
+    if (!response.ok) throw await errorFrom(response);
+    await readEvents(response.body, (event) => onTaskEvent(id, event));
+  } catch (err) {
+    if (err.name === "AbortError") return;
+    if (err instanceof ApiError && err.code !== "network.unreachable") showError(err);
+  } finally {
+    state.streams.delete(id);
+  }
+  // The stream ended: make sure the card shows the final state even if the last event was missed.
+  const known = state.tasks.get(id);
+  if (known && !TERMINAL.has(known.task.state)) {
+    try { upsertTask(await api("GET", `/v1/tasks/${encodeURIComponent(id)}`)); } catch (_) { /* shown elsewhere */ }
+    const again = state.tasks.get(id);
+    if (again && !TERMINAL.has(again.task.state)) setTimeout(() => watch(id), 1000);
+  }
+}
+
+// A minimal text/event-stream reader: blocks separated by a blank line, `event:` and `data:` fields.
+async function readEvents(stream, onEvent) {
+  const reader = stream.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffer += value.replace(/\r\n?/g, "\n");
+    let cut;
+    while ((cut = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, cut);
+      buffer = buffer.slice(cut + 2);
+      let type = "message";
+      const data = [];
+      for (const line of block.split("\n")) {
+        if (line.startsWith(":")) continue; // keep-alive comment
+        const colon = line.indexOf(":");
+        const field = colon < 0 ? line : line.slice(0, colon);
+        const val = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+        if (field === "event") type = val;
+        else if (field === "data") data.push(val);
+      }
+      if (data.length) onEvent({ type, data: data.join("\n") });
+    }
+  }
+}
+
+function onTaskEvent(id, event) {
+  let payload;
+  try { payload = JSON.parse(event.data); } catch (_) { return; }
+  const update = payload.task || payload;
+  if (!update.state && event.type && event.type !== "message" && !["progress", "task"].includes(event.type)) update.state = event.type;
+  upsertTask({ ...update, id });
+  if (update.state && TERMINAL.has(update.state)) {
+    const controller = state.streams.get(id);
+    if (controller) controller.abort();
+    refreshAccount();
+  }
+}
+
+// ---------------------------------------------------------------- account and key
+
+async function refreshAccount() {
+  if (!state.key) { $("account").textContent = ""; return; }
+  try {
+    const account = await api("GET", "/v1/account");
+    const balance = account.credits_available ?? account.balance ?? account.credits;
+    $("account").textContent = balance !== undefined ? `${formatCredits(balance)} credits${account.plan ? ` · ${account.plan}` : ""}` : "";
+    $("account").dataset.credits = balance !== undefined ? String(balance) : "";
+  } catch (err) {
+    $("account").textContent = "";
+    if (err.code.startsWith("auth.")) showError(err);
+  }
+}
+
+function setKey(key) {
+  state.key = key.trim();
+  if (state.key) localStorage.setItem(KEY_STORAGE, state.key);
+  else localStorage.removeItem(KEY_STORAGE);
+  $("api-key").value = state.key;
+  clearError();
+  for (const id of [...state.tasks.keys()]) removeTaskCard(id);
+  state.cursor = null;
+  refreshAccount();
+  loadTasks();
+  updateQuote();
+}
+
+function init() {
+  state.key = localStorage.getItem(KEY_STORAGE) || "";
+  $("api-key").value = state.key;
+  $("key-form").addEventListener("submit", (e) => { e.preventDefault(); setKey($("api-key").value); });
+  $("key-forget").addEventListener("click", () => setKey(""));
+  $("error-close").addEventListener("click", clearError);
+  $("task-form").addEventListener("submit", submit);
+  for (const id of ["prompt", "aspect", "seconds", "seed", "camera", "negative", "steps"]) {
+    $(id).addEventListener("input", requestChanged);
+  }
+  $("seed-dice").addEventListener("click", () => {
+    $("seed").value = String(Math.floor(Math.random() * 2 ** 32));
+    requestChanged();
+  });
+  $("state-filter").addEventListener("change", () => { state.cursor = null; loadTasks(); });
+  $("refresh").addEventListener("click", () => { state.cursor = null; loadTasks(); refreshAccount(); });
+  $("more").addEventListener("click", () => loadTasks({ append: true }));
+  refreshAccount();
+  loadTasks();
+  updateQuote();
+}
+
+document.addEventListener("DOMContentLoaded", init);

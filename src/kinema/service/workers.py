@@ -1,0 +1,151 @@
+"""The service's moving parts in one process: worker threads, the reaper, the webhook sender.
+
+Each worker thread loops: claim a task by lease, resolve its stored request
+(the seed was fixed at submit, so a retry makes the same video), run it on
+the executor while a heartbeat thread renews the lease, write the file
+atomically, then finish the task conditionally on still holding the lease.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+
+from kinema.engine.backend import Backend
+from kinema.errors import KinemaInputError
+from kinema.request import GenerationRequest
+from kinema.service.errors import code_for_message
+from kinema.service.executors import BackendFactory, is_worker_lost, make_executor
+from kinema.service.jobs import Claim, Queue
+from kinema.service.settings import Settings
+from kinema.service.webhooks import WebhookSender
+
+log = logging.getLogger("kinema.service")
+REFILL_CHECK_SECONDS = 600.0  # how often the monthly-credits grant is looked for
+PROGRESS_WRITE_SECONDS = 0.25  # at most this often a step's progress is written (the final step always is)
+
+
+class Workers:
+    def __init__(self, settings: Settings, queue: Queue, backend: Backend, backend_factory: BackendFactory, sender: WebhookSender, executor: Any = None) -> None:
+        self.settings = settings
+        self.queue = queue
+        self.backend = backend  # for resolving stored requests (reads configs only)
+        self.executor = executor if executor is not None else make_executor(settings, backend_factory)
+        self.sender = sender
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._running: dict[str, threading.Event] = {}  # task id -> its stop flag, for jobs running in this process
+        self.instance = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+    def start(self, run_workers: bool = True) -> None:
+        self.settings.outputs_dir.mkdir(parents=True, exist_ok=True)
+        if run_workers:
+            self.executor.start()
+            for i in range(self.settings.workers):
+                self._spawn(self._work_loop, f"kinema-worker-{i}", f"{self.instance}:w{i}")
+        self._spawn(self._housekeeping_loop, "kinema-reaper")
+
+    def _spawn(self, target: Any, name: str, *args: Any) -> None:
+        t = threading.Thread(target=target, args=args, name=name, daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join()
+        self._threads.clear()
+        stop = getattr(self.executor, "stop", None)
+        if stop is not None:
+            stop()
+
+    # -- loops -------------------------------------------------------------------------
+    def _housekeeping_loop(self) -> None:
+        import time
+
+        from kinema.service.accounts import refill_monthly
+
+        next_refill = 0.0
+        while not self._stop.wait(self.settings.reap_seconds):
+            try:
+                self.queue.reap()
+                self.sender.deliver_due()
+                if time.monotonic() >= next_refill:
+                    refill_monthly(self.queue.sessions)
+                    next_refill = time.monotonic() + REFILL_CHECK_SECONDS
+            except Exception:  # a database hiccup must not kill the reaper
+                log.exception("housekeeping failed; retrying")
+
+    def _work_loop(self, owner: str) -> None:
+        while not self._stop.is_set():
+            try:
+                claim = self.queue.claim(owner)
+            except Exception:
+                log.exception("claim failed; retrying")
+                claim = None
+            if claim is None:
+                self._stop.wait(self.settings.poll_seconds)
+                continue
+            self.run_claim(claim, owner)
+
+    def cancel_local(self, task_id: str) -> None:
+        """A cancel reached this process: stop the job at its very next step (other processes see it at their next progress write)."""
+        flag = self._running.get(task_id)
+        if flag is not None:
+            flag.set()
+
+    # -- one job -----------------------------------------------------------------------
+    def run_claim(self, claim: Claim, owner: str) -> None:
+        stop = threading.Event()  # set when the lease is gone or a cancel was asked for
+        self._running[claim.task_id] = stop
+        beating = threading.Event()
+
+        def heartbeat() -> None:
+            while not beating.wait(self.settings.heartbeat_interval):
+                try:
+                    if not self.queue.heartbeat(claim.task_id, owner):
+                        stop.set()
+                except Exception:
+                    log.exception("heartbeat failed")
+
+        import time
+
+        last_write = [0.0]
+
+        def progress(step: int, total: int) -> None:
+            t = time.monotonic()
+            if step >= total or t - last_write[0] >= PROGRESS_WRITE_SECONDS:
+                last_write[0] = t
+                if not self.queue.heartbeat(claim.task_id, owner, step, total):
+                    stop.set()
+
+        hb = threading.Thread(target=heartbeat, name=f"kinema-heartbeat-{claim.task_id[:8]}", daemon=True)
+        hb.start()
+        output: Path | None = None
+        try:
+            request = GenerationRequest.model_validate_json(claim.resolved_json)
+            resolved = self.backend.validate(request)
+            video = self.executor.run(claim.task_id, resolved, progress, stop.is_set)
+            if video is None:
+                self.queue.cancelled(claim.task_id, owner)
+                return
+            output = video.save(self.settings.outputs_dir / f"{claim.task_id}.{claim.output_format}")
+            if not self.queue.succeed(claim.task_id, owner, output.name):
+                output.unlink(missing_ok=True)  # the lease was lost or the task cancelled: nobody may download this
+        except KinemaInputError as exc:
+            self.queue.fail(claim.task_id, owner, code_for_message(str(exc)), str(exc))
+        except Exception as exc:
+            if is_worker_lost(exc):
+                self.queue.retry_or_fail(claim.task_id, owner, "internal.worker_lost", str(exc)[:900])
+            else:
+                log.exception("task %s failed", claim.task_id)
+                self.queue.fail(claim.task_id, owner, "internal.generation", f"{type(exc).__name__}: {exc}"[:900])
+        finally:
+            self._running.pop(claim.task_id, None)
+            beating.set()
+            hb.join()
