@@ -19,11 +19,11 @@ from kinema.errors import KinemaInputError
 SUITE_CHOICES = ("seen", "heldout", "all")
 
 
-def _generator(model: Optional[Path], steps: Optional[int], guidance: Optional[float] = None):
+def _generator(model: Optional[str], steps: Optional[int], guidance: Optional[float] = None):
     """A SuiteItem -> frames callable backed by the engine's Pipeline (imported lazily)."""
     from kinema.engine.pipeline import Pipeline
 
-    pipe = Pipeline.from_pretrained(model) if model else Pipeline.from_builtin()
+    pipe = Pipeline.from_model(model)
     options: dict[str, Any] = {k: v for k, v in (("steps", steps), ("guidance", guidance)) if v is not None}
 
     def generate(item):
@@ -58,7 +58,7 @@ def format_table(results: dict[str, dict[str, Any]]) -> str:
 def evaluate(
     suite: str = typer.Option("all", "--suite", help="Prompt suite: seen, heldout, or all (both)."),
     json_out: Path = typer.Option(..., "--json", help="Where to write the JSON report."),
-    model: Optional[Path] = typer.Option(None, "--model", help="Model directory (default: the built-in model)."),
+    model: Optional[str] = typer.Option(None, "--model", help="builtin (default), a kinema or diffusers model directory, or a hub id (org/name)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Evaluate only the first N items of each suite."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Sampling steps (default: the model's)."),
     guidance: Optional[float] = typer.Option(None, "--guidance", help="CFG scale (default: the model's); choose it on the seen suite, report held-out."),

@@ -14,10 +14,10 @@ import typer
 
 
 def native_backend(model: str | None) -> Any:
-    """The backend factory for the built-in model or a model directory (module level: it must pickle for Ray)."""
+    """The backend factory for any model `--model` accepts (module level: it must pickle for Ray)."""
     from kinema.engine.pipeline import Pipeline
 
-    pipe = Pipeline.from_pretrained(model) if model else Pipeline.from_builtin()
+    pipe = Pipeline.from_model(model)
     return pipe.backend
 
 
@@ -26,7 +26,7 @@ def serve(
     port: int = typer.Option(8000, help="Port to listen on."),
     data_dir: Path = typer.Option(Path("kinema-data"), help="Database (SQLite) and videos live here."),
     database_url: str | None = typer.Option(None, help="SQLAlchemy URL (default: SQLite in --data-dir)."),
-    model: Path | None = typer.Option(None, help="Model directory (default: the built-in model)."),
+    model: str | None = typer.Option(None, help="builtin (default), a kinema or diffusers model directory, or a hub id (org/name)."),
     executor: str = typer.Option("local", help="local (worker threads) or ray."),
     workers: int = typer.Option(1, help="Worker threads (local) or Ray actors."),
     ray_address: str | None = typer.Option(None, help="Ray cluster address (executor ray; default: a local Ray)."),

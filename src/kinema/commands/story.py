@@ -54,7 +54,7 @@ def _write_text(path: Path, text: str) -> None:
 def render(
     storyboard: Path = typer.Argument(..., help="A storyboard .yaml/.yml/.json file."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="The film (.mp4); default: the storyboard's name with .mp4."),
-    model: Optional[Path] = typer.Option(None, help="Model directory (default: the built-in model)."),
+    model: Optional[str] = typer.Option(None, help="builtin (default), a kinema or diffusers model directory, or a hub id (org/name)."),
     cache: Optional[Path] = typer.Option(None, help="Shot cache directory (default: .kinema-cache beside the storyboard)."),
     srt: Optional[Path] = typer.Option(None, help="Where to write the .srt (default: beside the film)."),
     plan_only: bool = typer.Option(False, "--plan", help="Print the plan and price as JSON; generate nothing."),
@@ -80,7 +80,7 @@ def render(
     from kinema.studio.cache import ShotCache
     from kinema.studio.render import Studio
 
-    pipe = Pipeline.from_pretrained(model) if model is not None else Pipeline.from_builtin()
+    pipe = Pipeline.from_model(model)
     studio = Studio(pipe, ShotCache(cache if cache is not None else storyboard.resolve().parent / ".kinema-cache"))
     plan = studio.plan(board)
     if plan_only:
