@@ -5,7 +5,8 @@
 Warm process (model loaded once, as in a server or an editor session), empty
 shot cache: render a 5-shot storyboard with titles, captions, narration and
 music (all five shots generated), edit the third shot's prompt, render again
-(one shot generated, four from the cache). Both times include planning,
+(one shot generated, four from the cache; only the film segments that show
+the edited shot are encoded again). Both times include planning,
 composition, audio and encoding.
 """
 
@@ -38,7 +39,7 @@ BOARD = {
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", type=Path, default=None)
+    ap.add_argument("--model", default=None)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--preset", default=None, help="x264 preset (default: the storyboard default)")
     ap.add_argument("--json", type=Path, default=Path("docs/results/story_rerender.json"))
@@ -52,7 +53,7 @@ def main() -> None:
     from kinema.studio.load import parse_storyboard
     from kinema.studio.render import Studio
 
-    pipe = Pipeline.from_pretrained(args.model) if args.model else Pipeline.from_builtin()
+    pipe = Pipeline.from_model(args.model)
     pipe.load()
     runs = []
     for _ in range(args.repeats):  # the machine is shared: pairs of (full, edit) renders, median ratio
@@ -71,6 +72,7 @@ def main() -> None:
         runs.append({
             "full_seconds": full_s, "full_generated": full.generated, "full_timings": full.timings,
             "edit_seconds": again_s, "edit_generated": again.generated, "edit_timings": again.timings,
+            "edit_segments_encoded": again.segments_encoded, "edit_segments_reused": again.segments_reused,
             "ratio": again_s / full_s,
         })  # fmt: skip
     result = {

@@ -18,7 +18,7 @@ from kinema.studio.audio import (
     music_bed,
     narration_track,
 )
-from kinema.studio.mux import FilmWriter, stream_report
+from kinema.studio.mux import FilmWriter, SegmentedFilmWriter, stream_report
 from kinema.studio.narration import EspeakVoice
 from kinema.studio.storyboard import Music, Soundtrack
 from kinema.studio.subtitles import to_srt, write_srt
@@ -117,3 +117,38 @@ def test_failed_write_leaves_nothing(tmp_path: Path) -> None:
         w.write(np.zeros((18, 32, 3), np.uint8))
         w.write(np.zeros((10, 10, 3), np.uint8))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_segments_join_by_stream_copy_into_one_synced_film(tmp_path: Path) -> None:
+    fps, sizes = 24, [10, 7, 31]
+    segments, start = [], 0
+    for k, n in enumerate(sizes):
+        segments.append(tmp_path / f"seg{k}.mp4")
+        with FilmWriter(segments[-1], 32, 18, fps, b_frames=0) as w:
+            for i in range(start, start + n):
+                w.write(np.full((18, 32, 3), (i * 5) % 255, np.uint8))
+        start += n
+    audio = np.zeros((2, round(start / fps * SAMPLE_RATE)), np.float32)
+    path = tmp_path / "film.mp4"
+    with SegmentedFilmWriter(path, segments[0], 32, 18, fps, audio=audio, cues=[Cue(0.5, 1.5, "hi")]) as w:
+        assert [w.append(s) for s in segments] == sizes
+    report = stream_report(path)
+    assert report["video"]["end"] == pytest.approx(start / fps, abs=1e-6)
+    assert abs(report["audio"]["end"] - report["video"]["end"]) < 1 / fps
+    with av.open(str(path)) as c:
+        levels = [int(np.asarray(f.to_ndarray(format="rgb24")).mean().round()) for f in c.decode(video=0)]
+    assert len(levels) == start
+    assert np.abs(np.array(levels) - [(i * 5) % 255 for i in range(start)]).max() <= 3  # frame i is frame i
+
+
+def test_segments_with_other_settings_are_refused(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.mp4", tmp_path / "b.mp4"
+    for path, crf in ((a, 20), (b, 35)):
+        with FilmWriter(path, 32, 18, 24, b_frames=0, crf=crf) as w:
+            for _ in range(4):
+                w.write(np.zeros((18, 32, 3), np.uint8))
+    film = tmp_path / "film.mp4"
+    with pytest.raises(ValueError, match="other settings"), SegmentedFilmWriter(film, a, 32, 18, 24) as w:
+        w.append(a)
+        w.append(b)
+    assert not film.exists() and not list(tmp_path.glob(".film.mp4.*"))

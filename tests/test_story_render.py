@@ -148,9 +148,17 @@ def test_render_reuses_cache_and_rerenders_only_the_edited_shot(pipe: Pipeline, 
     assert all(np.array_equal(x.video.frames, y.video.frames) for x, y in zip(report.shots, again.shots))
     assert read_video(again.output)[0].shape == first.shape
 
+    assert again.segments_encoded == 0 and again.segments_reused == report.segments_encoded > 0
+
     data["shots"][2] = {"prompt": "a green star", "duration": 0.5}
     edited = studio.render(parse_storyboard(data), tmp_path / "film.mp4")
     assert edited.generated == 1 and backend.runs[-1] == "a green star"
+    # Only the edited shot's segments and the transitions beside it are encoded again.
+    assert 0 < edited.segments_encoded < report.segments_encoded and edited.segments_reused > 0
+    frames, _ = read_video(edited.output)
+    assert frames.shape == first.shape
+    untouched = slice(0, 8)  # the intro (0.5 s at 8 fps) and the first shot's start: reused segments
+    assert np.array_equal(frames[untouched], first[untouched])
 
 
 def test_failed_shot_keeps_the_other_shots_cached(pipe: Pipeline, tmp_path: Path) -> None:

@@ -6,6 +6,11 @@ streams stay interleaved (players start at once and the muxer buffers
 little) and every timestamp derives from one clock: video frame i lasts
 [i/fps, (i+1)/fps), audio sample j sits at j/48000. The file is written to a
 temporary name beside the target and renamed only when complete.
+
+Two writers share that muxing: `FilmWriter` encodes frames itself;
+`SegmentedFilmWriter` joins H.264 segments encoded earlier (see
+`studio.segments`) by stream copy, so a re-render re-encodes only the
+segments that changed.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import uuid
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import av
 import numpy as np
@@ -28,7 +34,9 @@ AAC_FRAME = 1024  # samples per AAC frame
 SUBTITLE_TIME_BASE = Fraction(1, 1000)
 
 
-class FilmWriter:
+class _FilmMuxer:
+    """The container, the audio and subtitle tracks, the one clock and the atomic rename; video comes from subclasses."""
+
     def __init__(
         self,
         path: str | Path,
@@ -36,13 +44,10 @@ class FilmWriter:
         height: int,
         fps: float,
         *,
-        crf: int = 20,
-        preset: str = "veryfast",
         audio: np.ndarray | None = None,
         audio_bitrate: int = 160_000,
         cues: list[Cue] | None = None,
         subtitle_language: str = "und",
-        threads: int = 0,
     ) -> None:
         if Path(path).suffix.lower() != ".mp4":
             raise KinemaInputError(f"a film is written as .mp4, got {path}")
@@ -50,6 +55,7 @@ class FilmWriter:
             raise KinemaInputError(f"H.264 (yuv420p) needs even width and height, got {width}x{height}")
         self.path = check_writable(path)
         self.width, self.height, self.fps = width, height, float(fps)
+        self.rate = Fraction(self.fps).limit_denominator(1001)
         self._tmp = self.path.parent / f".{self.path.name}.{uuid.uuid4().hex[:8]}.tmp"
         self._audio = None if audio is None else np.ascontiguousarray(audio, dtype=np.float32)
         self._cues = sorted(cues or [], key=lambda c: c.start)
@@ -57,9 +63,7 @@ class FilmWriter:
         self._closed = False
         self._container = av.open(str(self._tmp), mode="w", format="mp4", options={"movflags": "+faststart"})
         try:
-            self._video = self._container.add_stream("libx264", rate=Fraction(self.fps).limit_denominator(1001))
-            self._video.width, self._video.height, self._video.pix_fmt = width, height, "yuv420p"
-            self._video.options = {"crf": str(crf), "preset": preset, "threads": str(threads)}
+            self._video = self._add_video_stream()
             self._audio_stream = None
             if self._audio is not None:
                 self._audio_stream = self._container.add_stream("aac", rate=SAMPLE_RATE)
@@ -75,24 +79,18 @@ class FilmWriter:
             self.abort()
             raise
 
-    def write(self, frame: np.ndarray) -> None:
-        """Append one uint8 frame [H, W, 3]."""
-        if self._closed:
-            raise RuntimeError("write() on a closed FilmWriter")
-        try:
-            if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
-                raise KinemaInputError(f"frame {frame.dtype} {list(frame.shape)} does not match the film's {self.width}x{self.height}")
-            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-            vf.pts = self._count
-            for packet in self._video.encode(vf):
-                self._container.mux(packet)
-            self._count += 1
-            now = self._count / self.fps
-            self._mux_audio(round(now * SAMPLE_RATE))
-            self._mux_cues(now)
-        except BaseException:
-            self.abort()
-            raise
+    def _add_video_stream(self) -> av.video.stream.VideoStream:
+        raise NotImplementedError
+
+    def _flush_video(self) -> None:
+        """Mux whatever video the encoder still holds (nothing for stream copy)."""
+
+    def _frame_done(self) -> None:
+        """One more video frame is in: mux the audio and the cues up to its end, to keep the streams interleaved."""
+        self._count += 1
+        now = self._count / self.fps
+        self._mux_audio(round(now * SAMPLE_RATE))
+        self._mux_cues(now)
 
     def _mux_audio(self, until: int, final: bool = False) -> None:
         if self._audio is None or self._audio_stream is None:
@@ -126,8 +124,7 @@ class FilmWriter:
         try:
             if self._count == 0:
                 raise KinemaInputError(f"no frames were written to {self.path}")
-            for packet in self._video.encode(None):
-                self._container.mux(packet)
+            self._flush_video()
             self._mux_audio(0, final=True)
             if self._audio_stream is not None:
                 for packet in self._audio_stream.encode(None):
@@ -154,7 +151,7 @@ class FilmWriter:
         if self._tmp.exists():
             self._tmp.unlink()
 
-    def __enter__(self) -> FilmWriter:
+    def __enter__(self) -> _FilmMuxer:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
@@ -162,6 +159,106 @@ class FilmWriter:
             self.close()
         else:
             self.abort()
+
+
+class FilmWriter(_FilmMuxer):
+    """Encodes uint8 RGB frames with libx264 as they come."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        width: int,
+        height: int,
+        fps: float,
+        *,
+        crf: int = 20,
+        preset: str = "veryfast",
+        b_frames: int | None = None,
+        threads: int = 0,
+        **tracks: Any,
+    ) -> None:
+        self._options = {"crf": str(crf), "preset": preset, "threads": str(threads)}
+        if b_frames is not None:
+            self._options["bf"] = str(b_frames)
+        super().__init__(path, width, height, fps, **tracks)
+
+    def _add_video_stream(self) -> av.video.stream.VideoStream:
+        video = self._container.add_stream("libx264", rate=self.rate)
+        video.width, video.height, video.pix_fmt = self.width, self.height, "yuv420p"
+        video.options = self._options
+        return video
+
+    def write(self, frame: np.ndarray) -> None:
+        """Append one uint8 frame [H, W, 3]."""
+        if self._closed:
+            raise RuntimeError("write() on a closed FilmWriter")
+        try:
+            if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
+                raise KinemaInputError(f"frame {frame.dtype} {list(frame.shape)} does not match the film's {self.width}x{self.height}")
+            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+            vf.pts = self._count
+            for packet in self._video.encode(vf):
+                self._container.mux(packet)
+            self._frame_done()
+        except BaseException:
+            self.abort()
+            raise
+
+    def _flush_video(self) -> None:
+        for packet in self._video.encode(None):
+            self._container.mux(packet)
+
+
+class SegmentedFilmWriter(_FilmMuxer):
+    """Joins H.264 segment files by stream copy, in order, with the film's audio and subtitles.
+
+    The segments must come from `FilmWriter(..., b_frames=0)` with the same
+    size, fps and encoder settings: their parameter sets (SPS/PPS) are then
+    identical, each starts on a keyframe, and without B-frames a packet's
+    decode order is its display order, so packet k of a segment that starts
+    at film frame s simply becomes frame s + k. A segment whose parameter
+    sets differ from the first's is refused rather than joined into a file
+    that would not decode.
+    """
+
+    def __init__(self, path: str | Path, template: str | Path, width: int, height: int, fps: float, **tracks: Any) -> None:
+        self._template = av.open(str(template))
+        try:
+            super().__init__(path, width, height, fps, **tracks)
+        finally:
+            self._extradata = self._template.streams.video[0].codec_context.extradata
+            self._template.close()
+
+    def _add_video_stream(self) -> av.video.stream.VideoStream:
+        video = self._container.add_stream_from_template(self._template.streams.video[0])
+        video.time_base = 1 / self.rate
+        return video
+
+    def append(self, segment: str | Path) -> int:
+        """Copy every frame of one segment file to the film; returns how many frames it held."""
+        if self._closed:
+            raise RuntimeError("append() on a closed SegmentedFilmWriter")
+        try:
+            with av.open(str(segment)) as source:
+                stream = source.streams.video[0]
+                if stream.codec_context.extradata != self._extradata or (stream.width, stream.height) != (self.width, self.height):
+                    raise ValueError(f"segment {segment} was encoded with other settings than the film's first segment")
+                first = self._count
+                for packet in source.demux(stream):
+                    if packet.size == 0:
+                        continue  # the demuxer's end-of-stream marker
+                    if packet.pts is None or round(packet.pts * stream.time_base * self.rate) != self._count - first:
+                        raise ValueError(f"segment {segment} is not in display order (B-frames?) or has gaps")
+                    packet.stream = self._video
+                    packet.time_base = 1 / self.rate
+                    packet.pts = packet.dts = self._count
+                    packet.duration = 1
+                    self._container.mux(packet)
+                    self._frame_done()
+            return self._count - first
+        except BaseException:
+            self.abort()
+            raise
 
 
 def stream_report(path: str | Path) -> dict[str, dict[str, float | int | str]]:

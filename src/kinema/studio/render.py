@@ -5,7 +5,9 @@
 order: a continuous shot needs the previous one's last frame) and `render`
 (everything, to an MP4 plus .srt). A shot is looked up in the cache by its
 request before anything is generated and stored the moment it is made, so a
-failed shot leaves every other shot's cache entry in place.
+failed shot leaves every other shot's cache entry in place. The film itself
+is encoded in segments kept beside the shots (`studio.segments`), so a
+re-render re-encodes only what an edit changed.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ class RenderReport:
     shots: list[ShotResult]
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    segments_encoded: int = 0  # film segments drawn and encoded by this render
+    segments_reused: int = 0  # ... and taken from the segment store unchanged
 
     @property
     def generated(self) -> int:
@@ -160,11 +164,13 @@ class Studio:
     ) -> RenderReport:
         from kinema.studio.audio import mix_soundtrack
         from kinema.studio.compose import Clip, FilmComposer
-        from kinema.studio.mux import FilmWriter
+        from kinema.studio.mux import SegmentedFilmWriter
+        from kinema.studio.segments import SegmentStore, plan_segments
         from kinema.studio.subtitles import write_srt
         from kinema.studio.timeline import caption_cues
 
         timings: dict[str, float] = {}
+        encoded = reused = 0
         t0 = time.perf_counter()
         plan = plan or self.plan(board)
         timings["plan"] = time.perf_counter() - t0
@@ -187,18 +193,28 @@ class Studio:
 
         t0 = time.perf_counter()
         out = board.output
-        writer = FilmWriter(
-            output, composer.width, composer.height, composer.fps, crf=out.crf, preset=out.preset, audio=audio,
+        store = SegmentStore(self.cache.directory / "segments")
+        segments = plan_segments(composer)
+        paths = []
+        for segment in segments:
+            if segment in store:
+                reused += 1
+                if progress:
+                    progress("frames", segment.stop, composer.num_frames)
+            else:
+                store.encode(composer, segment, (lambda i: progress("frames", i + 1, composer.num_frames)) if progress else None)
+                encoded += 1
+            paths.append(store.path(segment))
+        writer = SegmentedFilmWriter(
+            output, paths[0], composer.width, composer.height, composer.fps, audio=audio,
             audio_bitrate=out.audio_bitrate, cues=cues if out.subtitles else None,
         )  # fmt: skip
         with writer:
-            for i, frame in enumerate(composer.frames()):
-                writer.write(frame)
-                if progress:
-                    progress("frames", i + 1, composer.num_frames)
+            for path in paths:
+                writer.append(path)
         srt_path = None
         if out.srt and cues:
             srt_path = write_srt(srt if srt is not None else writer.path.with_suffix(".srt"), cues)
         timings["compose"] = time.perf_counter() - t0
-        return RenderReport(writer.path, srt_path, plan, results, timings, warnings)
+        return RenderReport(writer.path, srt_path, plan, results, timings, warnings, encoded, reused)
 
