@@ -30,7 +30,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def tiny_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Every tiny pipeline, saved once for the module."""
     root = tmp_path_factory.mktemp("tiny_diffusers")
-    names = ("wan-t2v", "wan-i2v", "wan22-i2v", "wan22-ti2v", "ltx", "cogvideox-t2v", "cogvideox-i2v", "hunyuan-t2v", "hunyuan-framepack")
+    names = ("wan-t2v", "wan-i2v", "wan22-i2v", "wan22-ti2v", "ltx", "cogvideox-t2v", "cogvideox-i2v", "hunyuan-t2v", "hunyuan-framepack",
+             "skyreels-t2v", "skyreels-i2v", "skyreels-df", "mochi")  # fmt: skip
     return {n: save_tiny_pipeline(n, root / n) for n in names}
 
 
@@ -78,6 +79,14 @@ MODES = [
     ("hunyuan-t2v", "text-to-video", {}),
     ("hunyuan-framepack", "image-to-video", {"image": "red"}),
     ("hunyuan-framepack", "first-last-frame", {"image": "red", "last_image": "blue"}),
+    ("skyreels-t2v", "text-to-video", {}),
+    ("skyreels-i2v", "image-to-video", {"image": "red"}),
+    ("skyreels-i2v", "video-extension", {"video": "clip"}),
+    ("skyreels-df", "text-to-video", {}),
+    ("skyreels-df", "image-to-video", {"image": "red"}),
+    ("skyreels-df", "first-last-frame", {"image": "red", "last_image": "blue"}),
+    ("skyreels-df", "video-extension", {"video": "clip"}),
+    ("mochi", "text-to-video", {}),
 ]
 
 
@@ -172,6 +181,16 @@ def test_interpolation_raises_the_frame_rate(tiny_dirs: dict[str, Path]) -> None
         ("ltx", {"camera": {"pan": 1.0}}, "camera"),
         ("wan22-i2v", {"loop": True}, "needs the first image"),
         ("wan-i2v", {"image": "red", "last_image": "blue"}, "does not support first last frame"),
+        ("mochi", {"image": "red"}, "does not support image to video"),
+        ("skyreels-t2v", {"image": "red"}, "does not support image to video"),
+        ("skyreels-i2v", {"image": "red", "last_image": "blue"}, "does not support first last frame"),
+        # long videos and extension on checkpoints that cannot chain windows: refused by the capability map
+        ("wan-t2v", {"video": "clip"}, "does not support video extension"),
+        ("mochi", {"video": "clip"}, "does not support video extension"),
+        ("hunyuan-t2v", {"video": "clip"}, "does not support video extension"),
+        ("mochi", {"seconds": 30.0}, "too long; the limit for this model is 5.4"),
+        ("skyreels-t2v", {"seconds": 30.0}, "too long; the limit for this model is 4"),
+        ("hunyuan-t2v", {"seconds": 30.0}, "too long"),
     ],
 )
 def test_a_mode_the_family_lacks_is_refused_before_weights_load(tiny_dirs: dict[str, Path], pictures: dict[str, str], name: str, fields: dict, needle: str) -> None:
@@ -197,6 +216,8 @@ def test_prompt_token_limit_is_checked(tiny_dirs: dict[str, Path]) -> None:
         ("ltx", {"image": "red"}, {"image": "blue"}),
         ("cogvideox-i2v", {"image": "red"}, {"image": "blue"}),
         ("hunyuan-framepack", {"image": "red"}, {"image": "blue"}),
+        ("skyreels-i2v", {"image": "red"}, {"image": "blue"}),
+        ("skyreels-df", {"image": "red"}, {"image": "blue"}),
     ],
 )
 def test_the_first_frame_changes_the_video(tiny_dirs: dict[str, Path], pictures: dict[str, str], name: str, a: dict, b: dict) -> None:
@@ -257,7 +278,7 @@ def test_last_frames_and_keyframes_reach_the_pipeline(tiny_dirs: dict[str, Path]
 
 
 def test_chained_windows_continue_from_the_previous_window(tiny_dirs: dict[str, Path], pictures: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, shared in (("wan-i2v", 1), ("ltx", 5)):
+    for name, shared in (("wan-i2v", 1), ("ltx", 5), ("skyreels-df", 1)):
         backend = DiffusersBackend(tiny_dirs[name], options=DiffusersOptions(window_frames=9))
         calls = _recorded(backend, monkeypatch)
         fps = backend.capabilities().default_fps
@@ -276,3 +297,62 @@ def test_chained_windows_continue_from_the_previous_window(tiny_dirs: dict[str, 
         second = calls[1][1]
         handed = np.stack([_pixels(f) for f in second["conditions"][0].video]) if name == "ltx" else _pixels(second["image"])[None]
         assert np.array_equal(handed, first_window_end)
+
+
+def test_long_video_refusal_happens_before_any_weights_load(tiny_dirs: dict[str, Path], pictures: dict[str, str]) -> None:
+    """What the capability map says about length is what validate enforces: one window for a checkpoint that cannot chain."""
+    for name in ("wan-t2v", "cogvideox-t2v", "hunyuan-t2v", "skyreels-t2v", "mochi"):
+        backend = DiffusersBackend(tiny_dirs[name])
+        caps = backend.capabilities()
+        assert "long-video" not in caps.tasks and "video-extension" not in caps.tasks and caps.max_window_seconds is None
+        window = (backend.geometry.max_frames - 1) / backend.geometry.fps
+        assert caps.max_seconds == pytest.approx(window)
+        with pytest.raises(KinemaInputError, match=f"model {tiny_dirs[name]}: seconds .* is too long"):
+            backend.validate(make_request(prompt="a ball", seconds=window + 1, width=32, height=32))
+        assert backend._pipe is None
+    for name in ("wan-i2v", "wan22-ti2v", "ltx", "cogvideox-i2v", "skyreels-i2v", "skyreels-df"):
+        caps = DiffusersBackend(tiny_dirs[name]).capabilities()
+        assert {"long-video", "video-extension"} <= caps.tasks and caps.max_seconds == 120.0
+
+
+def test_diffusion_forcing_long_video_and_extension_chain_windows(tiny_dirs: dict[str, Path], pictures: dict[str, str]) -> None:
+    backend = DiffusersBackend(tiny_dirs["skyreels-df"], options=DiffusersOptions(window_frames=9))
+    pipe = Pipeline(backend)
+    resolved = pipe.validate(make_request(prompt="a ball", seconds=1.0, width=32, height=32, steps=2, seed=0))  # 24 frames at 24 fps
+    plan = backend._window_plan(resolved.generated_frames)
+    assert plan == [(9, 0), (9, 1), (9, 1)]
+    assert pipe.run(resolved).frames.shape == (24, 32, 32, 3)
+    extended = pipe.validate(make_request(prompt="a ball", video=pictures["clip"], seconds=0.5, width=32, height=32, steps=2, seed=0))
+    video = pipe.run(extended)
+    assert extended.task == "video-extension" and video.frames.shape[0] == extended.num_frames > len(extended.extend_frames)
+
+
+def test_a_storyboard_renders_with_a_diffusers_model(tmp_path: Path) -> None:
+    """The studio path on a diffusers backend: subject reference frame, a continuous shot from the previous
+    shot's last frame (image conditioning), caching by the model's id, and the film written."""
+    from kinema.studio.cache import ShotCache
+    from kinema.studio.load import parse_storyboard
+    from kinema.studio.render import Studio
+
+    directory = save_tiny_pipeline("wan22-ti2v", tmp_path / "ti2v")
+    pipe = Pipeline.from_model(directory)
+    board = parse_storyboard({
+        "fps": 12, "aspect_ratio": "1:1", "output": {"height": 36},
+        "subjects": [{"name": "red ball", "description": "a red circle"}],
+        "shots": [
+            {"prompt": "the red ball moves left", "duration": 0.25, "steps": 2},
+            {"prompt": "the red ball again", "duration": 0.25, "continuous": True, "steps": 2},
+        ],
+    })  # fmt: skip
+    studio = Studio(pipe, ShotCache(tmp_path / "cache"))
+    plan = studio.plan(board)
+    assert [s.condition for s in plan.shots] == ["subject", "previous"] and not plan.warnings
+    assert plan.generation_size == (704, 704)  # the tiny checkpoint's square size (its default clip is 1280x704)
+    # Priced from the family's cost model, as the service's quotes are.
+    assert plan.flops == pytest.approx(sum(pipe.backend.cost(s.resolved).total_flops for s in plan.shots)) and plan.flops > 0
+    report = studio.render(board, tmp_path / "film.mp4")
+    frames, fps = read_video(report.output)
+    assert fps == 12 and frames.shape == (6, 36, 36, 3) and report.generated == 2
+    assert str(directory) in studio.fingerprint
+    again = studio.render(board, tmp_path / "film2.mp4")
+    assert again.generated == 0  # both shots from the cache

@@ -106,7 +106,8 @@ def test_directory_without_any_index_is_not_a_model(tmp_path: Path) -> None:
     [
         ("StableDiffusionPipeline", "not a supported video pipeline \\(unknown family\\)"),
         ("MyVideoPipeline", "unknown family"),
-        ("MochiPipeline", "kinema does not map yet"),
+        ("AllegroPipeline", "not supported yet: Allegro \\(AllegroPipeline\\); kinema runs Wan 2.1 / 2.2"),
+        ("LTX2Pipeline", "not supported yet: LTX-2 .*SkyReels-V2 .*Mochi 1 \\(MochiPipeline\\)"),
     ],
 )
 def test_not_a_supported_video_pipeline(wan_dir: Path, tmp_path: Path, class_name: str, needle: str) -> None:
@@ -124,9 +125,13 @@ def test_not_a_supported_video_pipeline(wan_dir: Path, tmp_path: Path, class_nam
 @pytest.mark.parametrize(
     ("options", "needle"),
     [
-        (DiffusersOptions(dtype="fp16"), "fp16 is not supported on the CPU"),
+        (DiffusersOptions(dtype="fp16"), "float16 \\(fp16\\) is not supported on the CPU"),
+        (DiffusersOptions(dtype="float16"), "float16 \\(fp16\\) is not supported on the CPU"),
         (DiffusersOptions(dtype="int4"), "unknown dtype 'int4'"),
-        (DiffusersOptions(offload="model"), "moves weights to a GPU"),
+        (DiffusersOptions(offload="model"), "offload 'model' keeps weights in CPU memory"),
+        (DiffusersOptions(offload="sequential"), "offload 'sequential' keeps weights in CPU memory"),
+        (DiffusersOptions(attention_backend="flash"), "attention backend 'flash' cannot run here: .*flash-attn"),
+        (DiffusersOptions(attention_backend="_native_cudnn"), "attention backend '_native_cudnn' needs a GPU"),
         (DiffusersOptions(offload="disk"), "unknown offload"),
         (DiffusersOptions(attention_backend="warp-speed"), "unknown attention backend"),
         (DiffusersOptions(window_frames=10), "window_frames 10 must be 1 \\+ 4k"),
@@ -179,6 +184,12 @@ def test_flops_formulas_match_a_measured_count() -> None:
                                                   num_refiner_layers=1, text_embed_dim=64, pooled_projection_dim=32, rope_axes_dim=(16, 24, 24))  # fmt: skip
     cases.append((cost.hunyuan_flops, hy, 192, dict(hidden_states=torch.randn(1, 16, 3, 16, 16), timestep=torch.tensor([500]), encoder_hidden_states=torch.randn(1, text, 64),
                                                     encoder_attention_mask=torch.ones(1, text), pooled_projections=torch.randn(1, 32), guidance=torch.tensor([6000.0]))))  # fmt: skip
+    sky = diffusers.SkyReelsV2Transformer3DModel(num_attention_heads=2, attention_head_dim=64, in_channels=16, out_channels=16, text_dim=64, ffn_dim=512, num_layers=2)
+    cases.append((cost.wan_flops, sky, 3 * 8 * 8, dict(hidden_states=torch.randn(1, 16, 3, 16, 16), timestep=torch.tensor([500]), encoder_hidden_states=torch.randn(1, text, 64))))
+    mochi = diffusers.MochiTransformer3DModel(num_attention_heads=2, attention_head_dim=64, num_layers=2, pooled_projection_dim=96, in_channels=12,
+                                              text_embed_dim=64, time_embed_dim=32, max_sequence_length=text)  # fmt: skip
+    cases.append((cost.mochi_flops, mochi, 3 * 8 * 8, dict(hidden_states=torch.randn(1, 12, 3, 16, 16), encoder_hidden_states=torch.randn(1, text, 64),
+                                                           timestep=torch.tensor([500]), encoder_attention_mask=torch.ones(1, text))))  # fmt: skip
     for formula, model, tokens, inputs in cases:
         predicted = formula(dict(model.config), tokens, text)
         measured = _counted(model, **inputs)

@@ -14,16 +14,27 @@ from typing import Any, Optional
 
 import typer
 
+from kinema.commands.model_options import (
+    MODEL_HELP,
+    attention_option,
+    build_options,
+    compile_option,
+    device_option,
+    dtype_option,
+    offload_option,
+    vae_slicing_option,
+    vae_tiling_option,
+)
 from kinema.errors import KinemaInputError
 
 SUITE_CHOICES = ("seen", "heldout", "all")
 
 
-def _generator(model: Optional[str], steps: Optional[int], guidance: Optional[float] = None):
+def _generator(model: Optional[str], steps: Optional[int], guidance: Optional[float] = None, device: str = "auto", options: Any = None):
     """A SuiteItem -> frames callable backed by the engine's Pipeline (imported lazily)."""
     from kinema.engine.pipeline import Pipeline
 
-    pipe = Pipeline.from_model(model)
+    pipe = Pipeline.from_model(model, device=device, options=options)
     options: dict[str, Any] = {k: v for k, v in (("steps", steps), ("guidance", guidance)) if v is not None}
 
     def generate(item):
@@ -58,7 +69,14 @@ def format_table(results: dict[str, dict[str, Any]]) -> str:
 def evaluate(
     suite: str = typer.Option("all", "--suite", help="Prompt suite: seen, heldout, or all (both)."),
     json_out: Path = typer.Option(..., "--json", help="Where to write the JSON report."),
-    model: Optional[str] = typer.Option(None, "--model", help="builtin (default), a kinema or diffusers model directory, or a hub id (org/name)."),
+    model: Optional[str] = typer.Option(None, "--model", help=MODEL_HELP),
+    device: str = device_option(),
+    dtype: str = dtype_option(),
+    offload: str = offload_option(),
+    vae_tiling: bool = vae_tiling_option(),
+    vae_slicing: bool = vae_slicing_option(),
+    attention: str = attention_option(),
+    torch_compile: bool = compile_option(),
     limit: Optional[int] = typer.Option(None, "--limit", help="Evaluate only the first N items of each suite."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Sampling steps (default: the model's)."),
     guidance: Optional[float] = typer.Option(None, "--guidance", help="CFG scale (default: the model's); choose it on the seen suite, report held-out."),
@@ -80,18 +98,21 @@ def evaluate(
         raise KinemaInputError(f"--steps must be at least 1, got {steps}")
     if guidance is not None and not guidance >= 0:
         raise KinemaInputError(f"--guidance must be >= 0, got {guidance}")
-    if ground_truth and (model is not None or steps is not None or guidance is not None):
-        raise KinemaInputError("--ground-truth scores the renderer: it takes no --model, --steps or --guidance")
+    options = build_options(dtype, offload, vae_tiling, vae_slicing, attention, torch_compile)
+    if ground_truth and (model is not None or steps is not None or guidance is not None or options.changed()):
+        extra = f" ({options.describe()})" if options.changed() else ""
+        raise KinemaInputError(f"--ground-truth scores the renderer: it takes no --model, --steps, --guidance or model options{extra}")
     if not json_out.parent.is_dir():
         raise KinemaInputError(f"cannot write {json_out}: directory {json_out.parent} does not exist")
     names = SUITES if suite == "all" else (suite,)
     suites = {n: build_suite(n, size=size, n_items=limit or DEFAULT_ITEMS) for n in names}
-    generate = render_item if ground_truth else _generator(model, steps, guidance)
+    generate = render_item if ground_truth else _generator(model, steps, guidance, device, options)
     results = {n: run_evaluation(generate, items, progress=progress) for n, items in suites.items()}
     report = {
         "model": "ground-truth" if ground_truth else (str(model) if model else "builtin"),
         "steps": steps,
         "guidance": guidance,
+        "model_options": options.changed(),
         "size": size,
         "suites": results,
     }

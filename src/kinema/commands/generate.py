@@ -16,6 +16,17 @@ from typing import Optional
 
 import typer
 
+from kinema.commands.model_options import (
+    MODEL_HELP,
+    attention_option,
+    build_options,
+    compile_option,
+    device_option,
+    dtype_option,
+    offload_option,
+    vae_slicing_option,
+    vae_tiling_option,
+)
 from kinema.errors import KinemaInputError
 
 _IMPORTED_AT = time.perf_counter()  # fallback start-up reference where /proc is unavailable
@@ -72,7 +83,14 @@ def generate(
     aspect_ratio: Optional[str] = typer.Option(None, "--aspect-ratio", help="16:9, 9:16, 1:1, 4:3 or 3:4 (snapped to the model's sizes)."),
     camera: Optional[str] = typer.Option(None, "--camera", help="'pan=1,tilt=0,zoom=0.5' (strengths -2..2) or a move: 'pan left', 'zoom in'..."),
     image_fit: str = typer.Option("fill", "--image-fit", help="fill (cover + crop), fit (stretch) or pad (letterbox)."),
-    model: Optional[str] = typer.Option(None, help="builtin (default), a kinema or diffusers model directory, or a hub id (org/name)."),
+    model: Optional[str] = typer.Option(None, help=MODEL_HELP),
+    device: str = device_option(),
+    dtype: str = dtype_option(),
+    offload: str = offload_option(),
+    vae_tiling: bool = vae_tiling_option(),
+    vae_slicing: bool = vae_slicing_option(),
+    attention: str = attention_option(),
+    torch_compile: bool = compile_option(),
     timings: bool = typer.Option(False, "--timings", help="Print where the time went."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar on stderr."),
 ) -> None:
@@ -80,6 +98,7 @@ def generate(
     startup = seconds_since_process_start()
     from kinema.request import make_request
 
+    options = build_options(dtype, offload, vae_tiling, vae_slicing, attention, torch_compile)
     fmt, final_path = check_output(output)
     request = make_request(
         prompt=prompt, negative_prompt=negative, seed=seed, steps=steps, guidance=guidance, sampler=sampler,
@@ -97,7 +116,7 @@ def generate(
         import kinema.engine.native  # noqa: F401
         from kinema.engine.pipeline import Pipeline
     with clock.measure("model_load"):  # config + tokenizer: what validation needs
-        pipe = Pipeline.from_model(model)
+        pipe = Pipeline.from_model(model, device=device, options=options)
         resolved = pipe.validate(request)
 
     for note in resolved.notes:

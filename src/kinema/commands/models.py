@@ -66,6 +66,9 @@ def models(model: Optional[str] = typer.Argument(None, help="A model directory o
         return
     print("builtin    kinema's own model (shipped): text-to-video on CPU; `kinema models builtin` for its map")
     print("\n".join(_family_lines()))
+    from kinema.engine.diffusers.families import KNOWN_UNSUPPORTED
+
+    print(f"\nnot supported yet: {', '.join(dict.fromkeys(KNOWN_UNSUPPORTED.values()))}")
     print("\nRun one with: kinema generate PROMPT --model DIR_OR_HUB_ID (diffusers families need `pip install 'kinema[diffusers]'`)")
 
 

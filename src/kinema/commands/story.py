@@ -22,6 +22,17 @@ import click
 import typer
 from typer.core import TyperGroup
 
+from kinema.commands.model_options import (
+    MODEL_HELP,
+    attention_option,
+    build_options,
+    compile_option,
+    device_option,
+    dtype_option,
+    offload_option,
+    vae_slicing_option,
+    vae_tiling_option,
+)
 from kinema.errors import KinemaInputError
 
 
@@ -54,7 +65,14 @@ def _write_text(path: Path, text: str) -> None:
 def render(
     storyboard: Path = typer.Argument(..., help="A storyboard .yaml/.yml/.json file."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="The film (.mp4); default: the storyboard's name with .mp4."),
-    model: Optional[str] = typer.Option(None, help="builtin (default), a kinema or diffusers model directory, or a hub id (org/name)."),
+    model: Optional[str] = typer.Option(None, help=MODEL_HELP),
+    device: str = device_option(),
+    dtype: str = dtype_option(),
+    offload: str = offload_option(),
+    vae_tiling: bool = vae_tiling_option(),
+    vae_slicing: bool = vae_slicing_option(),
+    attention: str = attention_option(),
+    torch_compile: bool = compile_option(),
     cache: Optional[Path] = typer.Option(None, help="Shot cache directory (default: .kinema-cache beside the storyboard)."),
     srt: Optional[Path] = typer.Option(None, help="Where to write the .srt (default: beside the film)."),
     plan_only: bool = typer.Option(False, "--plan", help="Print the plan and price as JSON; generate nothing."),
@@ -64,6 +82,7 @@ def render(
     """Render a storyboard to an MP4 (H.264 + AAC + soft subtitles) and an .srt."""
     from kinema.studio.load import load_storyboard
 
+    options = build_options(dtype, offload, vae_tiling, vae_slicing, attention, torch_compile)
     board = load_storyboard(storyboard)
     out_path = output if output is not None else storyboard.with_suffix(".mp4")
     if not plan_only:
@@ -80,7 +99,7 @@ def render(
     from kinema.studio.cache import ShotCache
     from kinema.studio.render import Studio
 
-    pipe = Pipeline.from_model(model)
+    pipe = Pipeline.from_model(model, device=device, options=options)
     studio = Studio(pipe, ShotCache(cache if cache is not None else storyboard.resolve().parent / ".kinema-cache"))
     plan = studio.plan(board)
     if plan_only:

@@ -58,7 +58,9 @@ class Pipeline:
     @classmethod
     def from_model(cls, name_or_path: str | Path | None = None, device: str = "cpu", options: Any = None) -> Pipeline:
         """Any model `--model` accepts: None/"builtin", a kinema or diffusers model directory, or a hub id.
-        `options` (kinema.engine.diffusers.DiffusersOptions) sets dtype, offload, VAE tiling, attention, compile."""
+        `device`: "cpu", "cuda", "cuda:N", "mps" or "auto" (CUDA when present). `options`
+        (kinema.engine.diffusers.DiffusersOptions) sets dtype, offload, VAE tiling/slicing, attention backend
+        and compile for diffusers models; kinema's own model takes only the dtype and refuses the rest."""
         from kinema.engine.models import resolve_backend
 
         return cls(resolve_backend(name_or_path, device=device, options=options))

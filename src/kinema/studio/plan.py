@@ -201,10 +201,15 @@ def plan_storyboard(board: Storyboard, pipe: Pipeline, prices: PriceConfig | Non
 
 
 def _flops_counter(pipe: Pipeline) -> Any:
-    """resolved -> DiT FLOPs of generating it (all steps, both CFG passes), or None for other backends.
+    """resolved -> transformer FLOPs of generating it (all steps, both CFG passes), or None if unknown.
 
-    The DiT is built on the meta device: its size, not its weights, is needed.
+    A backend with its own cost model (diffusers families: `cost(resolved)`)
+    answers itself; for kinema's DiT it is built on the meta device: its size,
+    not its weights, is needed.
     """
+    cost = getattr(pipe.backend, "cost", None)
+    if callable(cost):
+        return lambda resolved: float(cost(resolved).total_flops)
     model_dir = getattr(pipe.backend, "model_dir", None)
     config = getattr(pipe.backend, "config", None)
     if model_dir is None or config is None or not (model_dir / "dit" / "config.json").is_file():

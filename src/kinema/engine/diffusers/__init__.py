@@ -1,4 +1,4 @@
-"""Open video models (Wan, LTX-Video, CogVideoX, HunyuanVideo) through Hugging Face diffusers.
+"""Open video models (Wan, LTX-Video, CogVideoX, HunyuanVideo, SkyReels-V2, Mochi) through Hugging Face diffusers.
 
     families.py     capability map per family: tasks, size/frame rules, defaults, VRAM figures
     loading.py      check a model directory from its JSON; load a pipeline; share components

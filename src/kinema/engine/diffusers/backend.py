@@ -1,4 +1,4 @@
-"""`DiffusersBackend`: Wan, LTX-Video, CogVideoX and HunyuanVideo behind kinema's Backend protocol.
+"""`DiffusersBackend`: Wan, LTX-Video, CogVideoX, HunyuanVideo, SkyReels-V2 and Mochi behind kinema's Backend protocol.
 
     capabilities()  the family's capability map, read from the model's JSON (no weights)
     validate()      snap size and frame count to the family's rules (reported in `notes`), fill
@@ -11,7 +11,7 @@ counts to its 1 + 4k (or 1 + 8k) rule; each adjustment is a note the CLI
 prints. Weights load on the first generate and stay loaded.
 
 Long videos: a family that conditions on images (Wan I2V/TI2V, CogVideoX I2V,
-LTX, FramePack) makes clips longer than one window by chaining windows, each
+LTX, FramePack, SkyReels-V2 I2V and diffusion forcing) makes clips longer than one window by chaining windows, each
 starting from the previous one's last frame (LTX: its last 1 + stride frames,
 as a video condition), so motion carries across seams. FramePack makes long
 clips in one call, its own way.
@@ -31,29 +31,33 @@ from kinema.engine.backend import ASPECT_RATIOS, Capabilities, Progress, Resolve
 from kinema.engine.diffusers.cost import Cost, estimate_cost
 from kinema.engine.diffusers.families import ALL_TASKS, EXTEND, FLF, I2V, Geometry, snap_size
 from kinema.engine.diffusers.loading import ModelInfo, inspect_model_dir, load_pipeline, pipeline_for
-from kinema.engine.diffusers.memory import DiffusersOptions, apply_options, check_options, resolve_dtype
+from kinema.engine.diffusers.memory import DiffusersOptions, apply_options, check_options, check_vae_supports, reapply_offload, resolve_dtype
 from kinema.engine.diffusers.request_map import Window, common_kwargs, context_frames, window_call
 from kinema.engine.timing import Timings
 from kinema.errors import KinemaInputError
 from kinema.request import GenerationRequest
 
 LONG_VIDEO_MAX_SECONDS = 120.0  # chained windows: the same limit as the built-in model
-MAX_PROMPT_TOKENS = {"wan": 512, "ltx": 128, "hunyuan": 256}  # CogVideoX: its transformer's text length
+MAX_PROMPT_TOKENS = {"wan": 512, "ltx": 128, "hunyuan": 256, "skyreels": 512}  # CogVideoX, Mochi: their transformer's text length
 
 
 class DiffusersBackend:
     """Runs a diffusers model directory of a supported family. Construction reads JSON only."""
 
     def __init__(self, model_dir: str | Path, device: str = "cpu", options: DiffusersOptions | None = None, name: str | None = None):
+        from kinema.engine.models import resolve_device
+
         self.info: ModelInfo = inspect_model_dir(model_dir, name)
-        self.device = device
+        self.device = resolve_device(device)
         self.options = options or DiffusersOptions()
-        check_options(self.options, device, self.info.name)
+        check_options(self.options, self.device, self.info.name)
+        check_vae_supports(self.options, self.info.components["vae"][1], self.info.name)
         self.family = self.info.family
         self.geometry: Geometry = self.family.geometry(self.info.configs)
         self.routes = self.family.routes(self.info.configs)
         self.window_frames = self._check_window(self.options.window_frames)
         self._pipe: Any = None
+        self._views: dict[str, Any] = {}  # pipeline class -> the loaded components under that class
         self._tokenizer: Any = None
         self._load_pending = Timings()
 
@@ -96,6 +100,24 @@ class DiffusersBackend:
         )
 
     @property
+    def model_id(self) -> str:
+        """What decides this backend's output, for caches keyed by model (the studio's shot cache): the
+        directory, every config, each weight file's name, size and modification time (not its bytes: a
+        checkpoint is tens of GB), and the options that change pixels (dtype, VAE tiling, attention, windows)."""
+        import hashlib
+        import json
+
+        h = hashlib.sha256(json.dumps(self.info.configs, sort_keys=True, default=str).encode())
+        for p in sorted(self.info.path.rglob("*")):
+            rel = p.relative_to(self.info.path)
+            if p.is_file() and not any(part.startswith(".") for part in rel.parts):
+                st = p.stat()
+                h.update(f"{rel}:{st.st_size}:{st.st_mtime_ns}".encode())
+        o = self.options
+        h.update(f"{resolve_dtype(o, self.device, self.name)}:{o.vae_tiling}:{o.attention_backend}:{self.window_frames}".encode())
+        return f"{self.info.path.resolve()}:{h.hexdigest()[:16]}"
+
+    @property
     def scheduler_name(self) -> str:
         return str(self.info.configs["scheduler"].get("_class_name", "scheduler"))
 
@@ -103,6 +125,8 @@ class DiffusersBackend:
     def max_prompt_tokens(self) -> int:
         if self.family.name == "cogvideox":
             return int(self.info.configs["transformer"].get("max_text_seq_length", 226))
+        if self.family.name == "mochi":
+            return int(self.info.configs["transformer"].get("max_sequence_length", 256))
         return MAX_PROMPT_TOKENS[self.family.name]
 
     def cost(self, resolved: ResolvedRequest) -> Cost:
@@ -213,11 +237,19 @@ class DiffusersBackend:
             self._pipe = apply_options(pipe, self.options, self.device)
 
     def pipeline(self, class_name: str) -> Any:
-        """The loaded components under the pipeline class a window needs."""
+        """The loaded components under the pipeline class a window needs (made once per class).
+
+        Tiling, slicing, the attention backend and compile live on the shared modules and carry over; CPU
+        offload hooks follow each pipeline's own model order, so diffusers' advice for `from_pipe` is
+        followed: offload is enabled again on the new pipeline."""
         self.load()
-        pipe = pipeline_for(self._pipe, class_name)
-        pipe.set_progress_bar_config(disable=True)
-        return pipe
+        if class_name not in self._views:
+            pipe = pipeline_for(self._pipe, class_name)
+            if pipe is not self._pipe:
+                reapply_offload(pipe, self.options, self.device)
+            pipe.set_progress_bar_config(disable=True)
+            self._views[class_name] = pipe
+        return self._views[class_name]
 
     # -- running ------------------------------------------------------------------------
     def generate(self, resolved: ResolvedRequest, progress: Progress | None = None) -> Video:

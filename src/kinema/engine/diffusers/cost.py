@@ -10,6 +10,9 @@ activations, RoPE) is left out. What each architecture spends per step:
     Hunyuan    dual-stream blocks (separate weights for video and text, joint attention) then single-stream
                blocks (parallel attention + MLP on N + L tokens); a small text refiner first
     FramePack  Hunyuan's transformer over one window plus the compressed history it attends to
+    SkyReels   Wan 2.1's transformer (the same count)
+    Mochi      asymmetric dual stream: video at width d, text at a narrower width, one joint attention over
+               N + L tokens at width d, SwiGLU MLPs on both; an attention pool over the prompt first
 
 "Per generated token" divides one transformer pass by the video tokens it
 denoises, so a quote is tokens x flops_per_token x passes per step x steps.
@@ -105,13 +108,30 @@ def hunyuan_flops(tr: dict[str, Any], n: int, text: int) -> float:
     return f + int(tr["num_layers"]) * dual + int(tr["num_single_layers"]) * single
 
 
+def mochi_flops(tr: dict[str, Any], n: int, text: int) -> float:
+    d = int(tr["num_attention_heads"]) * int(tr["attention_head_dim"])
+    dt = int(tr.get("pooled_projection_dim", 1536))  # the text stream's width
+    te = int(tr.get("text_embed_dim", 4096))
+    p = int(tr.get("patch_size", 2)) ** 2
+    in_ch = int(tr.get("in_channels", 12))
+    out_ch = int(tr.get("out_channels") or in_ch)
+    m = n + text
+    h, hc = (4 * d * 2) // 3, (4 * dt * 2) // 3  # SwiGLU widths (video, text)
+    f = 2.0 * n * in_ch * p * d + 2.0 * n * d * p * out_ch
+    f += 2.0 * text * te * 2 * te + 2.0 * text * te * dt  # attention pool's key/value projection, caption projection
+    layers = int(tr["num_layers"])
+    block = 6.0 * n * d * d + 6.0 * text * dt * d + 4.0 * m * m * d + 2.0 * n * d * d + 6.0 * n * d * h  # qkv, joint attention, out, MLP
+    text_out = 2.0 * text * d * dt + 6.0 * text * dt * hc  # the text stream's out-projection and MLP (not in the last block)
+    return f + layers * block + (layers - 1) * text_out
+
+
 def _framepack_history_tokens(latent_h: int, latent_w: int, patch: int) -> int:
     """Tokens of FramePack's clean history: 2 frames at full rate, 2 at 2x and 16 at 4x compression."""
     full = latent_h * latent_w // (patch * patch)
     return 2 * full + (2 // 2) * full // 4 + (16 // 4) * full // 16
 
 
-FLOP_COUNTERS = {"wan": wan_flops, "ltx": ltx_flops, "cogvideox": cogvideox_flops, "hunyuan": hunyuan_flops}
+FLOP_COUNTERS = {"wan": wan_flops, "ltx": ltx_flops, "cogvideox": cogvideox_flops, "hunyuan": hunyuan_flops, "skyreels": wan_flops, "mochi": mochi_flops}
 
 
 def video_tokens(family: Family, configs: Configs, num_frames: int, height: int, width: int) -> int:
@@ -132,8 +152,10 @@ def video_tokens(family: Family, configs: Configs, num_frames: int, height: int,
 
 def _vae_spatial(family: Family, configs: Configs) -> int:
     vae = configs["vae"]
-    if family.name == "wan":
+    if family.name in ("wan", "skyreels"):
         return int(vae.get("scale_factor_spatial", 8))
+    if family.name == "mochi":
+        return math.prod(vae.get("spatial_expansions", (2, 2, 2)))
     if family.name == "ltx":
         scaling = sum(bool(x) for x in vae.get("spatio_temporal_scaling", (True, True, True, False)))
         return int(vae.get("spatial_compression_ratio") or int(vae.get("patch_size", 4)) * 2**scaling)
@@ -146,7 +168,9 @@ def text_tokens(family: Family, configs: Configs) -> int:
     """Text tokens the transformer attends to (the pipelines pad prompts to this length)."""
     if family.name == "cogvideox":
         return int(configs["transformer"].get("max_text_seq_length", 226))
-    return {"wan": 512, "ltx": 128, "hunyuan": 256}[family.name]
+    if family.name == "mochi":
+        return int(configs["transformer"].get("max_sequence_length", 256))
+    return {"wan": 512, "ltx": 128, "hunyuan": 256, "skyreels": 512}[family.name]
 
 
 def estimate_cost(family: Family, configs: Configs, num_frames: int, height: int, width: int, steps: int, guidance: float) -> Cost:

@@ -240,19 +240,126 @@ HUNYUAN = Family(
 )
 
 
-FAMILIES: dict[str, Family] = {f.name: f for f in (WAN, LTX, COGVIDEOX, HUNYUAN)}
+# -- SkyReels-V2 (Wan 2.1's architecture; diffusion-forcing checkpoints make long videos) -----------------
+
+SKYREELS_DF = ("SkyReelsV2DiffusionForcingPipeline", "SkyReelsV2DiffusionForcingImageToVideoPipeline", "SkyReelsV2DiffusionForcingVideoToVideoPipeline")
+
+
+def _skyreels_routes(cfg: Configs) -> dict[str, str]:
+    cls = cfg["model_index"]["_class_name"]
+    if cls in SKYREELS_DF:
+        # Diffusion forcing: given frames ride as clean latents in a 16-channel input, so one checkpoint does
+        # text-to-video, first frame, first + last frame and continuations (each window from the last frame).
+        i2v = "SkyReelsV2DiffusionForcingImageToVideoPipeline"
+        return {T2V: "SkyReelsV2DiffusionForcingPipeline", I2V: i2v, FLF: i2v, EXTEND: i2v}
+    if cls == "SkyReelsV2ImageToVideoPipeline":
+        if cfg["transformer"].get("pos_embed_seq_len"):  # FLF2V: both frames' CLIP features, always two
+            return {FLF: cls}
+        return {I2V: cls, EXTEND: cls}  # I2V: CLIP features of one image, as Wan 2.1 I2V
+    return {T2V: "SkyReelsV2Pipeline"}
+
+
+def _skyreels_geometry(cfg: Configs) -> Geometry:
+    vae, tr = cfg["vae"], cfg["transformer"]
+    spatial = int(vae.get("scale_factor_spatial", 8)) * int(tr.get("patch_size", [1, 2, 2])[1])
+    temporal = int(vae.get("scale_factor_temporal", 2 ** sum(bool(x) for x in vae.get("temperal_downsample", [False, True, True]))))
+    # 540P: 960x544, 97 frames at 24 fps (the 720P checkpoints take 1280x720 too; the configs do not say which one this is).
+    return Geometry(math.lcm(16, spatial), temporal, (544, 960), 97, 97, 24.0, (24.0, 24.0))
+
+
+SKYREELS = Family(
+    name="skyreels",
+    title="SkyReels-V2",
+    pipeline_classes=("SkyReelsV2Pipeline", "SkyReelsV2ImageToVideoPipeline", *SKYREELS_DF),
+    transformer_class="SkyReelsV2Transformer3DModel",
+    routes=_skyreels_routes,
+    geometry=_skyreels_geometry,
+    default_steps=30,
+    default_guidance=6.0,
+    supports_negative_prompt=True,
+    guidance_note="classifier-free guidance (two transformer passes per step); diffusion-forcing checkpoints take the frame rate as an input",
+    vram_note="no figure in the diffusers docs; the transformer is Wan 2.1's at 1.3B and 14B, so Wan's figures are a guide",
+    examples=("Skywork/SkyReels-V2-DF-1.3B-540P-Diffusers", "Skywork/SkyReels-V2-DF-14B-720P-Diffusers", "Skywork/SkyReels-V2-T2V-14B-540P-Diffusers",
+              "Skywork/SkyReels-V2-I2V-14B-540P-Diffusers", "Skywork/SkyReels-V2-FLF2V-1.3B-540P-Diffusers"),  # fmt: skip
+)
+
+
+# -- Mochi 1 -----------------------------------------------------------------------------------------
+
+
+def _mochi_geometry(cfg: Configs) -> Geometry:
+    vae, tr = cfg["vae"], cfg["transformer"]
+    spatial = math.prod(vae.get("spatial_expansions", (2, 2, 2))) * int(tr.get("patch_size", 2))
+    temporal = math.prod(vae.get("temporal_expansions", (1, 2, 3)))  # 6: frame counts are 1 + 6k
+    return Geometry(math.lcm(16, spatial), int(temporal), (480, 848), 85, 163, 30.0, (30.0, 30.0))
+
+
+def _mochi_call_defaults(cfg: Configs) -> dict[str, Any]:
+    return {"max_sequence_length": int(cfg["transformer"].get("max_sequence_length", 256))}
+
+
+MOCHI = Family(
+    name="mochi",
+    title="Mochi 1",
+    pipeline_classes=("MochiPipeline",),
+    transformer_class="MochiTransformer3DModel",
+    routes=lambda cfg: {T2V: "MochiPipeline"},
+    geometry=_mochi_geometry,
+    default_steps=64,
+    default_guidance=4.5,
+    supports_negative_prompt=True,
+    guidance_note="classifier-free guidance (two transformer passes per step)",
+    vram_note=(
+        "diffusers docs: at least 42 GB in full precision, 22 GB with the bf16 variant (both with model CPU offload + VAE tiling, 85 frames); "
+        "decoding 163 frames in fp32 needs at least 70 GB"
+    ),
+    examples=("genmo/mochi-1-preview",),
+    call_defaults=_mochi_call_defaults,
+)
+
+
+FAMILIES: dict[str, Family] = {f.name: f for f in (WAN, LTX, COGVIDEOX, HUNYUAN, SKYREELS, MOCHI)}
 _BY_PIPELINE = {cls: f for f in FAMILIES.values() for cls in f.pipeline_classes}
 
-# Video pipelines diffusers has that kinema does not map yet: named so the error says "not supported" rather than "unknown".
-KNOWN_UNSUPPORTED = (
-    "WanVideoToVideoPipeline", "WanVACEPipeline", "WanAnimatePipeline", "CogVideoXVideoToVideoPipeline",
-    "CogVideoXFunControlPipeline", "HunyuanVideoImageToVideoPipeline", "HunyuanSkyreelsImageToVideoPipeline",
-    "MochiPipeline", "LTX2Pipeline", "SkyReelsV2Pipeline", "HunyuanVideo15Pipeline",
-)  # fmt: skip
+# Video pipelines in diffusers (0.42) that kinema does not map yet, by family: the error says "not supported
+# yet: <family>" (and lists what is) rather than "unknown". Why each is not mapped is in docs/diffusers.md.
+KNOWN_UNSUPPORTED: dict[str, str] = {
+    "WanVideoToVideoPipeline": "Wan video-to-video", "WanVACEPipeline": "Wan VACE", "WanAnimatePipeline": "Wan Animate",
+    "CogVideoXVideoToVideoPipeline": "CogVideoX video-to-video", "CogVideoXFunControlPipeline": "CogVideoX Fun-Control",
+    "ConsisIDPipeline": "ConsisID", "HunyuanVideoImageToVideoPipeline": "HunyuanVideo I2V",
+    "HunyuanSkyreelsImageToVideoPipeline": "SkyReels-V1 (HunyuanVideo I2V)", "HunyuanVideo15Pipeline": "HunyuanVideo 1.5",
+    "HunyuanVideo15ImageToVideoPipeline": "HunyuanVideo 1.5", "LTX2Pipeline": "LTX-2", "LTX2ImageToVideoPipeline": "LTX-2",
+    "LTX2ConditionPipeline": "LTX-2", "LTX2InContextPipeline": "LTX-2", "LTX2HDRPipeline": "LTX-2",
+    "LTXI2VLongMultiPromptPipeline": "LTX-Video long multi-prompt", "AllegroPipeline": "Allegro", "LattePipeline": "Latte",
+    "EasyAnimatePipeline": "EasyAnimate", "EasyAnimateControlPipeline": "EasyAnimate", "EasyAnimateInpaintPipeline": "EasyAnimate",
+    "CosmosTextToWorldPipeline": "Cosmos", "CosmosVideoToWorldPipeline": "Cosmos", "Cosmos2VideoToWorldPipeline": "Cosmos",
+    "Cosmos2_5_PredictBasePipeline": "Cosmos", "Cosmos2_5_TransferPipeline": "Cosmos", "Cosmos3OmniPipeline": "Cosmos",
+    "Kandinsky5T2VPipeline": "Kandinsky 5 video", "Kandinsky5I2VPipeline": "Kandinsky 5 video",
+    "SanaVideoPipeline": "Sana-Video", "SanaImageToVideoPipeline": "Sana-Video", "MotifVideoPipeline": "Motif-Video",
+    "MotifVideoImage2VideoPipeline": "Motif-Video", "HeliosPipeline": "Helios", "HeliosPyramidPipeline": "Helios",
+    "ChronoEditPipeline": "ChronoEdit", "LucyEditPipeline": "Lucy Edit", "StableVideoDiffusionPipeline": "Stable Video Diffusion",
+    "I2VGenXLPipeline": "I2VGen-XL", "PIAPipeline": "PIA", "AnimateDiffPipeline": "AnimateDiff", "AnimateDiffSDXLPipeline": "AnimateDiff",
+    "AnimateDiffVideoToVideoPipeline": "AnimateDiff", "TextToVideoSDPipeline": "ModelScope text-to-video",
+    "VideoToVideoSDPipeline": "ModelScope text-to-video", "TextToVideoZeroPipeline": "Text2Video-Zero",
+    "TextToVideoZeroSDXLPipeline": "Text2Video-Zero",
+}  # fmt: skip
 
 
 def family_for(pipeline_class: str) -> Family | None:
     return _BY_PIPELINE.get(pipeline_class)
+
+
+def supported_summary() -> str:
+    """The families kinema runs and their pipeline classes, for error messages."""
+    return "; ".join(f"{f.title} ({', '.join(f.pipeline_classes)})" for f in FAMILIES.values())
+
+
+def unsupported_message(pipeline_class: str) -> str:
+    """Why a model_index `_class_name` cannot run: "not supported yet: <family>" for a known diffusers video
+    pipeline, "not a supported video pipeline" for anything else; both list what kinema runs."""
+    if pipeline_class in KNOWN_UNSUPPORTED:
+        return f"not supported yet: {KNOWN_UNSUPPORTED[pipeline_class]} ({pipeline_class}); kinema runs {supported_summary()}"
+    return f"{pipeline_class} is not a supported video pipeline (unknown family); kinema runs {supported_summary()}"
 
 
 def snap_size(height: int, width: int, geo: Geometry) -> tuple[int, int]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kinema.engine.diffusers.families import KNOWN_UNSUPPORTED, Configs, Family, family_for
+from kinema.engine.diffusers.families import Configs, Family, family_for, unsupported_message
 from kinema.errors import KinemaInputError
 
 MODEL_INDEX = "model_index.json"
@@ -85,9 +85,7 @@ def inspect_model_dir(path: str | Path, name: str | None = None) -> ModelInfo:
         raise KinemaInputError(f"model {model}: {MODEL_INDEX} does not name its pipeline (_class_name)")
     family = family_for(cls)
     if family is None:
-        if cls in KNOWN_UNSUPPORTED:
-            raise KinemaInputError(f"model {model}: {cls} is a video pipeline kinema does not map yet; supported: {_supported()}")
-        raise KinemaInputError(f"model {model}: {cls} is not a supported video pipeline (unknown family); supported: {_supported()}")
+        raise KinemaInputError(f"model {model}: {unsupported_message(cls)}")
 
     components = {k: (v[0], v[1]) for k, v in index.items() if not k.startswith("_") and isinstance(v, list) and len(v) == 2 and v[0] and v[1]}
     for required in ("transformer", "vae", "scheduler", "text_encoder", "tokenizer"):
@@ -102,12 +100,6 @@ def inspect_model_dir(path: str | Path, name: str | None = None) -> ModelInfo:
     configs["vae"] = _read_json(path / "vae" / "config.json", model)
     configs["scheduler"] = _read_json(path / "scheduler" / "scheduler_config.json", model)
     return ModelInfo(path=path, name=model, family=family, pipeline_class=cls, configs=configs, components=components)
-
-
-def _supported() -> str:
-    from kinema.engine.diffusers.families import FAMILIES
-
-    return ", ".join(c for f in FAMILIES.values() for c in f.pipeline_classes)
 
 
 def load_pipeline(info: ModelInfo, torch_dtype: Any) -> Any:

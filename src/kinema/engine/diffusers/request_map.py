@@ -95,5 +95,7 @@ def common_kwargs(family: Family, configs: Configs, *, prompt: str, negative_pro
         kw["negative_prompt"] = negative_prompt or None
     if family.name == "ltx":
         kw["frame_rate"] = int(round(fps))  # LTX takes the frame rate as an input (its RoPE is scaled by it)
+    if configs["model_index"]["_class_name"].startswith("SkyReelsV2DiffusionForcing"):
+        kw["fps"] = int(round(fps))  # diffusion-forcing checkpoints embed the frame rate
     kw.update(family.call_defaults(configs))
     return kw

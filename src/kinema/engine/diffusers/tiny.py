@@ -188,6 +188,54 @@ def framepack_components() -> dict[str, Any]:
     return parts
 
 
+def skyreels_components(variant: str = "t2v") -> dict[str, Any]:
+    """SkyReels-V2 layout (Wan's: UMT5 + AutoencoderKLWan) with SkyReelsV2Transformer3DModel and UniPC.
+
+    "t2v" (SkyReels-V2 T2V), "i2v" (I2V: CLIP image features and a 36-channel input, as Wan 2.1 I2V),
+    "df" (diffusion forcing: a 16-channel input; first frames and continuations ride as clean latents).
+    """
+    import torch
+    from diffusers import AutoencoderKLWan, SkyReelsV2Transformer3DModel, UniPCMultistepScheduler
+
+    torch.manual_seed(0)
+    vae = AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True])
+    torch.manual_seed(0)
+    transformer = SkyReelsV2Transformer3DModel(
+        patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=36 if variant == "i2v" else 16,
+        out_channels=16, text_dim=TEXT_DIM, freq_dim=256, ffn_dim=32, num_layers=2, cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads", rope_max_seq_len=32, image_dim=4 if variant == "i2v" else None,
+    )  # fmt: skip
+    scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=8.0)
+    parts: dict[str, Any] = dict(transformer=transformer, vae=vae, scheduler=scheduler, text_encoder=_t5(umt5=True), tokenizer=_byte_tokenizer())
+    if variant == "i2v":
+        from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+        torch.manual_seed(0)
+        parts["image_encoder"] = CLIPVisionModelWithProjection(
+            CLIPVisionConfig(hidden_size=4, projection_dim=4, num_hidden_layers=2, num_attention_heads=2, image_size=32, intermediate_size=16, patch_size=1)
+        )
+        parts["image_processor"] = CLIPImageProcessor(crop_size=32, size=32)
+    return parts
+
+
+def mochi_components() -> dict[str, Any]:
+    """Mochi layout: T5 + AutoencoderKLMochi (8x space, 6x time) + MochiTransformer3DModel (asymmetric joint attention)."""
+    import torch
+    from diffusers import AutoencoderKLMochi, FlowMatchEulerDiscreteScheduler, MochiTransformer3DModel
+
+    torch.manual_seed(0)
+    transformer = MochiTransformer3DModel(
+        patch_size=2, num_attention_heads=2, attention_head_dim=8, num_layers=2, pooled_projection_dim=16, in_channels=12,
+        out_channels=None, qk_norm="rms_norm", text_embed_dim=TEXT_DIM, time_embed_dim=4, activation_fn="swiglu", max_sequence_length=16,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    vae = AutoencoderKLMochi(
+        latent_channels=12, out_channels=3, encoder_block_out_channels=(32, 32, 32, 32),
+        decoder_block_out_channels=(32, 32, 32, 32), layers_per_block=(1, 1, 1, 1, 1),
+    )  # fmt: skip
+    return dict(transformer=transformer, vae=vae, scheduler=FlowMatchEulerDiscreteScheduler(), text_encoder=_t5(), tokenizer=_byte_tokenizer())
+
+
 def _pipeline(class_name: str, parts: Callable[[], dict[str, Any]]) -> Callable[[], Any]:
     def build() -> Any:
         import diffusers
@@ -207,6 +255,10 @@ TINY_PIPELINES: dict[str, Callable[[], Any]] = {
     "cogvideox-i2v": _pipeline("CogVideoXImageToVideoPipeline", lambda: cogvideox_components(image_to_video=True)),
     "hunyuan-t2v": _pipeline("HunyuanVideoPipeline", hunyuan_components),
     "hunyuan-framepack": _pipeline("HunyuanVideoFramepackPipeline", framepack_components),
+    "skyreels-t2v": _pipeline("SkyReelsV2Pipeline", skyreels_components),
+    "skyreels-i2v": _pipeline("SkyReelsV2ImageToVideoPipeline", lambda: skyreels_components("i2v")),
+    "skyreels-df": _pipeline("SkyReelsV2DiffusionForcingPipeline", lambda: skyreels_components("df")),
+    "mochi": _pipeline("MochiPipeline", mochi_components),
 }
 
 
