@@ -5,8 +5,11 @@
 30 shots of 4 s (crossfades, wipes, fades through black), intro and outro
 cards, a caption per shot read aloud, a music bed, 640x360 at 24 fps. The
 film is rendered twice in one warm process: the second render finds every
-shot in the cache, so its wall time is the composition overhead (planning,
-cache reads, audio, frames, encoding, muxing: everything but generation).
+shot in the cache and, with the film's encoded segments deleted in between,
+draws and encodes every frame again, so its wall time is the composition
+overhead (planning, cache reads, audio, frames, encoding, muxing: everything
+but generation). A third render, segments kept, is what a re-render with no
+edit costs.
 Drift is read back from the muxed file's stream timestamps: the end of the
 last audio packet minus the end of the last video frame (pts + duration).
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -48,7 +52,7 @@ def storyboard(minutes: float) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", type=Path, default=None)
+    ap.add_argument("--model", default=None)
     ap.add_argument("--minutes", type=float, default=2.0)
     ap.add_argument("--json", type=Path, default=Path("docs/results/story_film.json"))
     args = ap.parse_args()
@@ -59,7 +63,7 @@ def main() -> None:
     from kinema.studio.mux import stream_report
     from kinema.studio.render import Studio
 
-    pipe = Pipeline.from_pretrained(args.model) if args.model else Pipeline.from_builtin()
+    pipe = Pipeline.from_model(args.model)
     pipe.load()
     board = parse_storyboard(storyboard(args.minutes))
     with tempfile.TemporaryDirectory() as tmp:
@@ -69,9 +73,14 @@ def main() -> None:
         t0 = time.perf_counter()
         cold = studio.render(board, out)
         cold_s = time.perf_counter() - t0
+        shutil.rmtree(Path(tmp) / "cache" / "segments")
         t0 = time.perf_counter()
         warm = studio.render(board, out)
         warm_s = time.perf_counter() - t0
+        assert warm.generated == 0 and warm.segments_reused == 0
+        t0 = time.perf_counter()
+        unchanged = studio.render(board, out)
+        unchanged_s = time.perf_counter() - t0
         streams = stream_report(out)
         size = out.stat().st_size
     minutes = warm.plan.film.duration / 60
@@ -81,6 +90,7 @@ def main() -> None:
         "cold_render_seconds": cold_s, "cold_timings": cold.timings, "generated": cold.generated,
         "overhead_seconds": warm_s, "overhead_timings": warm.timings, "overhead_seconds_per_output_minute": warm_s / minutes,
         "streams": streams, "drift_seconds": drift, "drift_frames": drift * board.fps, "file_bytes": size,
+        "unchanged_rerender_seconds": unchanged_s, "unchanged_segments_reused": unchanged.segments_reused,
         "warnings": warm.warnings,
     }  # fmt: skip
     args.json.parent.mkdir(parents=True, exist_ok=True)

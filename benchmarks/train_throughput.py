@@ -16,13 +16,16 @@ import time
 import torch
 
 from kinema.diffusion.flow import add_noise, flow_loss, sample_logit_normal, velocity_target
-from kinema.models.dit import DiT, DiTConfig
+from kinema.train.config import load_config
+from kinema.train.dit_trainer import build_dit
 from kinema.train.vae_trainer import autocast
 
+TEXT_DIM = 384  # all-MiniLM-L6-v2's hidden size
 
-def measure(batch: int, steps: int, precision: str, latent: tuple[int, int, int, int], text_len: int) -> dict:
+
+def measure(batch: int, steps: int, precision: str, latent: tuple[int, int, int, int], text_len: int, dit_fields: dict) -> dict:
     torch.manual_seed(0)
-    model = DiT(DiTConfig(latent_channels=latent[0]))
+    model = build_dit(dit_fields, latent[0], TEXT_DIM)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     x0 = torch.randn(batch, *latent)
     text = torch.randn(batch, text_len, model.config.text_dim)
@@ -66,11 +69,14 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--precision", choices=["bf16", "fp32", "both"], default="both")
     parser.add_argument("--text-len", type=int, default=24)
+    parser.add_argument("--config", default="configs/builtin.toml", help="training config whose [dit.model] to measure")
     args = parser.parse_args()
+    cfg = load_config(args.config)
+    latent_channels = int(cfg.vae.model.get("latent_channels", 16))
     precisions = ["bf16", "fp32"] if args.precision == "both" else [args.precision]
     for precision in precisions:
         # 64x64, 17 frames -> latent 16 x 5 x 8 x 8 (80 tokens with patch 1x2x2).
-        print(json.dumps(measure(args.batch, args.steps, precision, (16, 5, 8, 8), args.text_len)))
+        print(json.dumps(measure(args.batch, args.steps, precision, (latent_channels, 5, 8, 8), args.text_len, cfg.dit.model)))
 
 
 if __name__ == "__main__":
