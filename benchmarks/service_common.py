@@ -1,6 +1,8 @@
-"""Shared by the service benchmarks: a server subprocess with the fast fake backend, accounts, and the ledger audit.
+"""Shared by the service benchmarks: a server subprocess with the fast fake backend, worker processes, accounts, and the ledger audit.
 
-Run alone it is the server: `python benchmarks/service_common.py --data-dir D --port P [--step-delay S] [--workers N]`.
+Run alone it is the server: `python benchmarks/service_common.py --data-dir D --port P [--step-delay S] [--workers N]`
+(`--workers 0`: the API alone), or a worker process (what `kinema worker` runs, with the same backends):
+`python benchmarks/service_common.py --role worker --data-dir D [--workers N] [--step-delay S]`.
 """
 
 from __future__ import annotations
@@ -53,9 +55,10 @@ def make_accounts(data_dir: Path, n: int, credits: int) -> list[str]:
     return keys
 
 
-def start_server(data_dir: Path, port: int, *, workers: int = 2, step_delay: float = 0.0, backend: str = "fake", lease_seconds: float = 3.0, log: Path | None = None) -> subprocess.Popen:
+def start_server(data_dir: Path, port: int, *, workers: int = 2, step_delay: float = 0.0, backend: str = "fake", lease_seconds: float = 3.0, log: Path | None = None,
+                 sqlite_synchronous: str = "NORMAL") -> subprocess.Popen:  # fmt: skip
     cmd = [sys.executable, __file__, "--data-dir", str(data_dir), "--port", str(port), "--workers", str(workers), "--step-delay", str(step_delay), "--backend", backend,
-           "--lease-seconds", str(lease_seconds)]  # fmt: skip
+           "--lease-seconds", str(lease_seconds), "--sqlite-synchronous", sqlite_synchronous]  # fmt: skip
     out = open(log or os.devnull, "ab")
     proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120
@@ -71,6 +74,20 @@ def start_server(data_dir: Path, port: int, *, workers: int = 2, step_delay: flo
     raise TimeoutError("server did not start")
 
 
+def start_worker(data_dir: Path, *, workers: int = 1, step_delay: float = 0.0, backend: str = "fake", lease_seconds: float = 3.0, log: Path | None = None) -> subprocess.Popen:
+    """A worker process (`run_worker_process`, what `kinema worker` runs) over the server's database; returns once it runs."""
+    cmd = [sys.executable, __file__, "--role", "worker", "--data-dir", str(data_dir), "--workers", str(workers), "--step-delay", str(step_delay),
+           "--backend", backend, "--lease-seconds", str(lease_seconds)]  # fmt: skip
+    out = open(log or os.devnull, "ab")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=out)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()  # "ready" once its workers are claiming
+    if not line.startswith(b"ready"):
+        proc.kill()
+        raise RuntimeError(f"worker did not start (exit {proc.wait()})")
+    return proc
+
+
 def audit(data_dir: Path) -> dict[str, Any]:
     """Every task's ledger entries agree with its state; every balance = grants - charges - open reservations."""
     from sqlalchemy import select
@@ -78,6 +95,7 @@ def audit(data_dir: Path) -> dict[str, Any]:
     from kinema.service.db import TERMINAL, Account, LedgerEntry, Task, open_database
 
     engine, sessions = open_database(settings(data_dir).url)
+    outputs = settings(data_dir).outputs_dir
     problems: list[str] = []
     with sessions() as s:
         tasks = s.scalars(select(Task)).all()
@@ -110,7 +128,10 @@ def audit(data_dir: Path) -> dict[str, Any]:
         result = {
             "tasks": len(tasks), "states": states, "non_terminal": sum(t.state not in TERMINAL for t in tasks),
             "succeeded_runs_over_one": sum(1 for t in tasks if t.state == "succeeded" and t.runs_started != 1),
+            "tasks_started_more_than_once": sum(1 for t in tasks if t.runs_started > 1),
             "max_runs_started": max((t.runs_started for t in tasks), default=0),
+            "succeeded_without_output": sum(1 for t in tasks if t.state == "succeeded" and not (outputs / (t.output_path or "-")).is_file()),
+            "orphan_outputs": len({p.name for p in outputs.glob("*.*")} - {t.output_path for t in tasks if t.state == "succeeded"}),
             "credits_charged": sum(t.credits_charged or 0 for t in tasks), "ledger_problems": problems,
         }  # fmt: skip
     engine.dispose()
@@ -132,15 +153,14 @@ def _tiny_backend(model_dir: str) -> Any:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--data-dir", type=Path, required=True)
-    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--port", type=int, default=0)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--step-delay", type=float, default=0.0)
     p.add_argument("--backend", default="fake", help="fake, builtin, or a model directory")
     p.add_argument("--lease-seconds", type=float, default=3.0)
+    p.add_argument("--sqlite-synchronous", default="NORMAL")
+    p.add_argument("--role", choices=("server", "worker"), default="server")
     a = p.parse_args()
-    import uvicorn
-
-    from kinema.service.app import create_app
 
     if a.backend == "fake":
         factory = functools.partial(_fake_backend, a.step_delay)
@@ -150,8 +170,28 @@ def main() -> None:
         factory = functools.partial(native_backend, None)
     else:
         factory = functools.partial(_tiny_backend, a.backend)
-    app = create_app(settings(a.data_dir, workers=a.workers, lease_seconds=a.lease_seconds), factory)
-    uvicorn.run(app, host="127.0.0.1", port=a.port, log_level="warning")
+    extra = {} if a.sqlite_synchronous == "NORMAL" else {"sqlite_synchronous": a.sqlite_synchronous}  # (the default: also runs older versions)
+    s = settings(a.data_dir, workers=a.workers, lease_seconds=a.lease_seconds, **extra)
+    if a.role == "worker":
+        import signal
+        import threading
+
+        from kinema.service.workers import run_worker_process
+
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+
+        def ready() -> None:
+            sys.stdout.write("ready\n")
+            sys.stdout.flush()
+
+        run_worker_process(s, factory, stop, ready=ready)
+        return
+    import uvicorn
+
+    from kinema.service.app import create_app
+
+    uvicorn.run(create_app(s, factory), host="127.0.0.1", port=a.port, log_level="warning")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import typer
 
 from kinema.errors import KinemaInputError
 
-COMMAND_MODULES = ("generate", "train", "evaluate", "models", "story", "serve", "admin")
+COMMAND_MODULES = ("generate", "train", "evaluate", "models", "story", "serve", "worker", "admin")
 
 app = typer.Typer(
     add_completion=False,

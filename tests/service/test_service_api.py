@@ -65,7 +65,7 @@ BAD = [
     (json.dumps({"prompt": "a nude figure"}), 422, "moderation.prompt"),
     (json.dumps({"prompt": "x", "negative_prompt": "gore"}), 422, "moderation.negative_prompt"),
     (json.dumps({"prompt": "x", "image": "/etc/passwd"}), 422, "input.image.invalid"),
-    (json.dumps({"prompt": "x", "video": "/etc/passwd"}), 422, "input.task.unsupported"),
+    (json.dumps({"prompt": "x", "video": "/etc/passwd"}), 422, "input.video.invalid"),
     (json.dumps({"prompt": "x", "callback_url": "http://127.0.0.1:9/hook"}), 422, "input.callback_url.private"),
     (json.dumps({"prompt": "x", "callback_url": "http://169.254.169.254/latest"}), 422, "input.callback_url.private"),
     (json.dumps({"prompt": "x", "callback_url": "file:///etc/passwd"}), 422, "input.callback_url.invalid"),
@@ -101,9 +101,10 @@ def test_idempotency_key_same_body_same_task_other_body_422(h) -> None:
 
 
 def test_not_enough_credits_is_402_and_stores_nothing(h) -> None:
-    from kinema.service.accounts import create_account, create_key
+    from kinema.service.accounts import create_account, create_key, upsert_plan
 
-    poor = create_key(h.sessions, create_account(h.sessions, "poor", "free", grant_monthly=False))
+    upsert_plan(h.sessions, "empty", monthly_credits=0, concurrency=1, priority=0)  # the monthly top-up (housekeeping) grants nothing either
+    poor = create_key(h.sessions, create_account(h.sessions, "poor", "empty", grant_monthly=False))
     r = h.client.post("/v1/tasks", json={"prompt": "x"}, headers={"Authorization": f"Bearer {poor}"})
     assert r.status_code == 402 and r.json()["error"]["code"] == "credits.insufficient"
     assert h.client.get("/v1/tasks", headers={"Authorization": f"Bearer {poor}"}).json()["items"] == []

@@ -43,8 +43,8 @@ def test_an_uploaded_image_drives_an_image_to_video_task(h) -> None:
 
 
 @pytest.mark.parametrize("data,status,code", [
-    (b"this is not an image", 422, "input.upload.not_image"),
-    (b"\x89PNG\r\n\x1a\n" + b"\0" * 100, 422, "input.upload.not_image"),
+    (b"this is not an image", 422, "input.upload.unsupported"),
+    (b"\x89PNG\r\n\x1a\n" + b"\0" * 100, 422, "input.image.unreadable"),
     (b"x" * 100_001, 413, "input.upload.too_large"),
 ])  # fmt: skip
 def test_bad_uploads_are_refused_and_leave_nothing(h, data: bytes, status: int, code: str) -> None:

@@ -115,9 +115,9 @@ def generate(
 
         import kinema.engine.native  # noqa: F401
         from kinema.engine.pipeline import Pipeline
-    with clock.measure("model_load"):  # config + tokenizer: what validation needs
+    with clock.measure("model_load"):  # config files; the backend reports its own weight loading
         pipe = Pipeline.from_model(model, device=device, options=options)
-        resolved = pipe.validate(request)
+    resolved = pipe.validate(request)  # loads the tokenizer: the backend counts that in its model_load
 
     for note in resolved.notes:
         print(f"note: {note}", file=sys.stderr)

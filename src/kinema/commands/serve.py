@@ -12,12 +12,26 @@ from typing import Any
 
 import typer
 
+from kinema.commands.model_options import (
+    MODEL_HELP,
+    attention_option,
+    build_options,
+    compile_option,
+    device_option,
+    dtype_option,
+    offload_option,
+    vae_slicing_option,
+    vae_tiling_option,
+)
 
-def native_backend(model: str | None) -> Any:
-    """The backend factory for any model `--model` accepts (module level: it must pickle for Ray)."""
+
+def native_backend(model: str | None, options: Any = None, device: str = "cpu") -> Any:
+    """The backend factory for any model `--model` accepts, with the model flags (`DiffusersOptions`, a
+    device name). Module level and plain arguments: it must pickle for Ray, and each worker resolves
+    "auto" against its own machine."""
     from kinema.engine.pipeline import Pipeline
 
-    pipe = Pipeline.from_model(model)
+    pipe = Pipeline.from_model(model, device=device, options=options)
     return pipe.backend
 
 
@@ -26,9 +40,17 @@ def serve(
     port: int = typer.Option(8000, help="Port to listen on."),
     data_dir: Path = typer.Option(Path("kinema-data"), help="Database (SQLite) and videos live here."),
     database_url: str | None = typer.Option(None, help="SQLAlchemy URL (default: SQLite in --data-dir)."),
-    model: str | None = typer.Option(None, help="builtin (default), a kinema or diffusers model directory, or a hub id (org/name)."),
+    model: str | None = typer.Option(None, help=MODEL_HELP),
+    device: str = device_option(),
+    dtype: str = dtype_option(),
+    offload: str = offload_option(),
+    vae_tiling: bool = vae_tiling_option(),
+    vae_slicing: bool = vae_slicing_option(),
+    attention: str = attention_option(),
+    torch_compile: bool = compile_option(),
     executor: str = typer.Option("local", help="local (worker threads) or ray."),
-    workers: int = typer.Option(1, help="Worker threads (local) or Ray actors."),
+    workers: int = typer.Option(1, help="Worker threads (local) or Ray actors; 0: none here, tasks run in `kinema worker` processes."),
+    gpus_per_worker: float = typer.Option(0.0, help="Executor ray: GPUs each actor reserves (Ray's num_gpus; 0 runs on CPUs, 0.5 packs two per GPU)."),
     ray_address: str | None = typer.Option(None, help="Ray cluster address (executor ray; default: a local Ray)."),
     credits_per_tflop: float = typer.Option(1.0, help="Price of compute."),
     lease_seconds: float = typer.Option(30.0, help="A job whose worker is silent this long is retried."),
@@ -44,14 +66,15 @@ def serve(
 
     if executor not in ("local", "ray"):
         raise KinemaInputError(f"--executor must be local or ray, got {executor!r}")
+    options = build_options(dtype, offload, vae_tiling, vae_slicing, attention, torch_compile)
     kw: dict[str, Any] = {}
     if blocklist is not None:
         kw["moderation_blocklist"] = tuple(w for w in blocklist.split(",") if w.strip())
     settings = Settings(
-        data_dir=data_dir, database_url=database_url, executor=executor, workers=workers, ray_address=ray_address,  # type: ignore[arg-type]
+        data_dir=data_dir, database_url=database_url, executor=executor, workers=workers, ray_address=ray_address, gpus_per_worker=gpus_per_worker,  # type: ignore[arg-type]
         credits_per_tflop=credits_per_tflop, lease_seconds=lease_seconds, webhook_allow_private=webhook_allow_private, **kw,
     )  # fmt: skip
-    app = create_app(settings, functools.partial(native_backend, str(model) if model else None))
+    app = create_app(settings, functools.partial(native_backend, str(model) if model else None, options, device))
     typer.echo(f"kinema service on http://{host}:{port}  (studio at /studio/, API docs at /docs; data in {data_dir})")
     uvicorn.run(app, host=host, port=port, log_level="info")
 

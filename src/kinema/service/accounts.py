@@ -7,6 +7,8 @@ so a database leak reveals no usable key. It is shown once, at creation.
 from __future__ import annotations
 
 import secrets
+import threading
+import time
 from typing import Any
 
 from sqlalchemy import select
@@ -114,3 +116,53 @@ def upsert_plan(sessions: Any, name: str, monthly_credits: int, concurrency: int
             s.add(Plan(name=name, monthly_credits=monthly_credits, concurrency=concurrency, priority=priority))
         else:
             p.monthly_credits, p.concurrency, p.priority = monthly_credits, concurrency, priority
+
+
+class KeyCache:
+    """API key -> its account, remembered for `ttl` seconds: the check every request makes, without a query.
+
+    Keys are 192-bit random strings, so the stored SHA-256 is all the hashing
+    they need (a slow password hash would protect nothing more and cost every
+    request milliseconds); this cache saves the database read. Only valid keys
+    are remembered (a new key works at once); a key revoked (or an account
+    moved to another plan) in another process is seen within `ttl`, and at once
+    when revoked through `forget` in this one. ttl=0 turns the cache off.
+    """
+
+    def __init__(self, readers: Any, ttl: float, max_entries: int = 10_000) -> None:
+        self.readers = readers
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._lock = threading.Lock()
+        self._entries: dict[str, tuple[float, Account]] = {}
+
+    def get(self, key: str) -> Account | None:
+        """The cached account (no I/O), or None when it must be looked up (`load`)."""
+        if self.ttl <= 0:
+            return None
+        hit = self._entries.get(_hash(key))
+        if hit is None or hit[0] < time.monotonic():
+            return None
+        return hit[1]
+
+    def load(self, key: str) -> Account | None:
+        """Look the key up in the database (None: unknown or revoked), and remember a valid one."""
+        digest = _hash(key)
+        with self.readers() as s:
+            acct = s.scalar(select(Account).join(ApiKey, ApiKey.account_id == Account.id).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None)))
+        if acct is not None and self.ttl > 0:
+            with self._lock:
+                if len(self._entries) >= self.max_entries:
+                    self._entries.clear()
+                self._entries[digest] = (time.monotonic() + self.ttl, acct)
+        return acct
+
+    def forget(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+def _hash(key: str) -> str:
+    from kinema.service.app import hash_key
+
+    return hash_key(key)

@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from fastapi import Depends, FastAPI, File, Header, Query, Request, UploadFile
+from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -28,12 +28,12 @@ from kinema.engine.backend import Backend, ResolvedRequest
 from kinema.errors import KinemaInputError
 from kinema.request import GenerationRequest
 from kinema.service import ledger, pricing, webhooks
+from kinema.service.accounts import KeyCache
 from kinema.service.db import (
     QUEUED,
     RUNNING,
     TERMINAL,
     Account,
-    ApiKey,
     Plan,
     Task,
     open_database,
@@ -44,12 +44,10 @@ from kinema.service.executors import BackendFactory
 from kinema.service.jobs import Queue
 from kinema.service.moderation import BlocklistModerator, Moderator
 from kinema.service.settings import Settings
+from kinema.service.uploads import Staging, pin_request, remove_task_inputs, resolve_request_media, staging
 from kinema.service.workers import Workers
 
 TASK_ID = re.compile(r"^[0-9a-f]{32}$")
-UPLOAD_ID = re.compile(r"^upl_([0-9a-f]{32})$")
-IMAGE_INPUTS = ("image", "last_image")  # given as upload ids (POST /v1/uploads), mapped to files here
-FILE_INPUTS = ("video", "keyframes")  # paths on the server: never taken from a client
 MEDIA = {"mp4": "video/mp4", "gif": "image/gif"}
 SSE_POLL_SECONDS = 0.25
 
@@ -73,6 +71,7 @@ class ErrorResponse(BaseModel):
 
 class TaskView(BaseModel):
     id: str
+    kind: Literal["video", "storyboard"] = "video"
     state: Literal["queued", "running", "succeeded", "failed", "cancelled"]
     progress: float
     step: int
@@ -106,12 +105,6 @@ class QuoteView(BaseModel):
     seed: int | None
 
 
-class UploadView(BaseModel):
-    id: str
-    width: int
-    height: int
-
-
 class AccountView(BaseModel):
     id: str
     name: str
@@ -140,7 +133,7 @@ class Service:
 def task_view(task: Task) -> TaskView:
     error = ErrorBody(code=task.error_code, message=task.error_message or "") if task.error_code else None
     return TaskView(
-        id=task.id, state=task.state, progress=task.progress, step=task.step, total_steps=task.total_steps, error=error,  # type: ignore[arg-type]
+        id=task.id, kind="storyboard" if task.resolved_json.startswith('{"kind":"storyboard"') else "video", state=task.state, progress=task.progress, step=task.step, total_steps=task.total_steps, error=error,  # type: ignore[arg-type]
         credits_reserved=task.credits_reserved, credits_charged=task.credits_charged, attempts=task.attempts,
         request={**json.loads(task.request_json), "seed": json.loads(task.resolved_json).get("seed")}, created_at=task.created_at, started_at=task.started_at, finished_at=task.finished_at,
         download_url=f"/v1/tasks/{task.id}/download" if task.state == "succeeded" and task.output_path else None,
@@ -153,7 +146,7 @@ def hash_key(key: str) -> str:
 
 def create_app(settings: Settings, backend_factory: BackendFactory, *, moderator: Moderator | None = None, run_workers: bool = True, executor: Any = None) -> FastAPI:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine, sessions = open_database(settings.url)
+    engine, sessions = open_database(settings.url, sqlite_synchronous=settings.sqlite_synchronous)
     read_engine, readers = open_readers(settings.url)
     seed_plans(sessions, settings)
     backend = backend_factory()
@@ -163,7 +156,7 @@ def create_app(settings: Settings, backend_factory: BackendFactory, *, moderator
         backoff_seconds=settings.webhook_backoff_seconds, timeout=settings.webhook_timeout_seconds,
     )  # fmt: skip
     workers = Workers(settings, queue, backend, backend_factory, sender, executor=executor)
-    svc = Service(settings, backend, queue, workers, moderator or BlocklistModerator(settings.moderation_blocklist), sessions, readers)
+    svc = Service(settings, backend, queue, workers, moderator or BlocklistModerator(settings.moderation_blocklist, settings.moderation_image_hashes), sessions, readers)
 
     def warm_up() -> None:
         """Load the tokenizer and the pricing model now, so the first client does not wait for them."""
@@ -222,27 +215,47 @@ def install_error_handlers(app: FastAPI, settings: Settings) -> None:
         code = {404: "not_found", 405: "method.not_allowed"}.get(exc.status_code, f"http.{exc.status_code}")
         return JSONResponse({"error": {"code": code, "message": str(exc.detail)}}, status_code=exc.status_code)
 
-    @app.middleware("http")
-    async def _body_limit(request: Request, call_next: Any) -> Response:
-        length = request.headers.get("content-length")
-        limit = settings.max_upload_bytes + 64 * 1024 if request.url.path == "/v1/uploads" else settings.max_body_bytes
-        if length is not None and (not length.isdigit() or int(length) > limit):
-            code = "input.upload.too_large" if request.url.path == "/v1/uploads" else "input.body.too_large"
-            err = ApiError(413, code, f"the body is over {limit} bytes")
-            return JSONResponse(err.body(), status_code=413)
-        return await call_next(request)
+    class _BodyLimit:
+        """A body over the limit is refused from its Content-Length, before anything reads it.
+
+        Plain ASGI (not @app.middleware("http"), whose per-request task group and
+        body stream cost every request more CPU than the task insert)."""
+
+        def __init__(self, app: Any) -> None:
+            self.app = app
+
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] == "http":
+                path = scope["path"]
+                length = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"content-length"), None)
+                limit = settings.max_body_bytes
+                if path == "/v1/uploads":
+                    limit = max(settings.max_upload_bytes, settings.max_media_upload_bytes) + 64 * 1024
+                elif path.startswith("/v1/storyboards"):
+                    limit = settings.max_storyboard_bytes
+                if length is not None and (not length.isdigit() or int(length) > limit):
+                    code = "input.upload.too_large" if path == "/v1/uploads" else "input.body.too_large"
+                    err = ApiError(413, code, f"the body is over {limit} bytes")
+                    await JSONResponse(err.body(), status_code=413)(scope, receive, send)
+                    return
+            await self.app(scope, receive, send)
+
+    app.add_middleware(_BodyLimit)
 
 
 def add_routes(app: FastAPI, svc: Service) -> None:
     settings = svc.settings
 
-    def account(authorization: str | None = Header(default=None, description="Bearer <api key>")) -> Account:
+    keys = KeyCache(svc.readers, settings.auth_cache_seconds)
+    app.state.key_cache = keys  # `.forget()` after revoking a key in this process
+
+    async def account(authorization: str | None = Header(default=None, description="Bearer <api key>")) -> Account:
         if not authorization or not authorization.lower().startswith("bearer "):
             raise ApiError(401, "auth.missing", "send an API key: Authorization: Bearer <key>")
-        with svc.readers() as s:
-            acct = s.scalar(
-                select(Account).join(ApiKey, ApiKey.account_id == Account.id).where(ApiKey.key_hash == hash_key(authorization[7:].strip()), ApiKey.revoked_at.is_(None))
-            )
+        token = authorization[7:].strip()
+        acct = keys.get(token)  # a recent key costs no query and no thread hop
+        if acct is None:
+            acct = await asyncio.to_thread(keys.load, token)
         if acct is None:
             raise ApiError(401, "auth.invalid", "this API key is not valid")
         return acct
@@ -255,44 +268,30 @@ def add_routes(app: FastAPI, svc: Service) -> None:
             raise ApiError(404, "task.not_found", "no such task")
         return task
 
-    def upload_path(acct: Account, upload_id: str) -> Any:
-        return settings.uploads_dir / acct.id / f"{upload_id}.png"
-
-    def resolve(body: TaskCreate, acct: Account) -> tuple[GenerationRequest, ResolvedRequest]:
+    def resolve(body: TaskCreate, acct: Account, stage: Staging) -> tuple[GenerationRequest, ResolvedRequest]:
         given = body.model_dump(exclude_unset=True)
-        for name in FILE_INPUTS:
-            if given.get(name):
-                raise ApiError(422, "input.task.unsupported", f"{name} is not accepted over HTTP yet (video and keyframe inputs need uploads)")
         verdict = svc.moderator(body)
         if verdict is not None:
             raise ApiError(422, verdict.code, verdict.message)
-        fields = {k: v for k, v in given.items() if k != "callback_url"}
-        for name in IMAGE_INPUTS:
-            if fields.get(name) is not None:
-                m = UPLOAD_ID.match(str(fields[name]))
-                if m is None:
-                    raise ApiError(422, f"input.{name}.invalid", f"{name} must be an upload id (upl_...) from POST /v1/uploads")
-                path = upload_path(acct, m.group(0))
-                if not path.is_file():
-                    raise ApiError(422, f"input.{name}.not_found", f"no upload {m.group(0)} on this account")
-                fields[name] = str(path)
+        # image, last_image, keyframes[].image, video: upload ids or data URLs -> checked files (uploads.py)
+        fields = resolve_request_media(stage, acct.id, {k: v for k, v in given.items() if k != "callback_url"})
         try:
             request = GenerationRequest(**fields)
             resolved = svc.backend.validate(request)
         except KinemaInputError as exc:
-            raise from_input_error(exc) from None
+            raise from_input_error(KinemaInputError(stage.scrub(str(exc)))) from None
         return request, resolved
 
     @app.post("/v1/quotes", response_model=QuoteView, responses=ERRORS, tags=["tasks"])
-    def create_quote(body: TaskCreate, acct: Account = Depends(account)) -> QuoteView:
+    def create_quote(body: TaskCreate, acct: Account = Depends(account), stage: Staging = Depends(staging)) -> QuoteView:
         """The price of a request, from its compute, without running it (the seed is not chosen here)."""
-        _, resolved = resolve(body, acct)
+        _, resolved = resolve(body, acct, stage)
         q = pricing.quote(svc.backend, resolved, settings.credits_per_tflop)
         return QuoteView(**q.as_dict(), width=resolved.width, height=resolved.height, num_frames=resolved.num_frames, fps=resolved.fps, seed=body.seed)
 
     @app.post("/v1/tasks", response_model=TaskView, status_code=201, responses=ERRORS, tags=["tasks"])
     def create_task(
-        body: TaskCreate, response: Response, acct: Account = Depends(account),
+        body: TaskCreate, response: Response, acct: Account = Depends(account), stage: Staging = Depends(staging),
         idempotency_key: str | None = Header(default=None, max_length=200, description="Same key + same body = the same task"),
     ) -> TaskView:  # fmt: skip
         body_hash = hashlib.sha256(json.dumps(body.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
@@ -301,28 +300,25 @@ def add_routes(app: FastAPI, svc: Service) -> None:
             if existing is not None:
                 response.status_code = 200
                 return existing
-        request, resolved = resolve(body, acct)
+        request, resolved = resolve(body, acct, stage)
         if body.callback_url:
             try:
                 webhooks.check_url(body.callback_url, settings.webhook_allow_private)
             except webhooks.WebhookUrlError as exc:
                 raise ApiError(422, exc.code, str(exc)) from None
         q = pricing.quote(svc.backend, resolved, settings.credits_per_tflop)
-        stored = request.model_copy(update={"seed": resolved.seed})  # a retry makes the same video
+        stored = pin_request(stage, request.model_copy(update={"seed": resolved.seed}))  # a retry makes the same video, from the task's own inputs
         fmt = body.format or "mp4"
         try:
-            with svc.sessions.begin() as s:
-                plan = s.get(Plan, acct.plan)
-                task = Task(
-                    account_id=acct.id, state=QUEUED, request_json=body.model_dump_json(exclude_unset=True),
+            task = svc.queue.submit(
+                dict(
+                    id=stage.task_id, account_id=acct.id, request_json=body.model_dump_json(exclude_unset=True),
                     resolved_json=stored.model_dump_json(exclude_defaults=True), body_hash=body_hash, idempotency_key=idempotency_key,
-                    priority=plan.priority if plan else 0, callback_url=body.callback_url, output_format=fmt,
-                    progress=0.0, step=0, total_steps=resolved.steps, attempts=0, runs_started=0, cancel_requested=False, deleted=False,
-                )  # fmt: skip
-                s.add(task)
-                s.flush()
-                ledger.reserve(s, task, q.credits)
-                view = task_view(task)
+                    callback_url=body.callback_url, output_format=fmt, total_steps=resolved.steps,
+                ),
+                q.credits,
+            )  # fmt: skip
+            view = task_view(task)
         except ledger.InsufficientCredits as exc:
             raise ApiError(402, "credits.insufficient", str(exc)) from None
         except IntegrityError:  # a concurrent create with the same Idempotency-Key won
@@ -331,16 +327,16 @@ def add_routes(app: FastAPI, svc: Service) -> None:
                 raise
             response.status_code = 200
             return existing
+        stage.commit()  # keep the task's inputs
         return view
 
     def find_idempotent(acct: Account, key: str, body_hash: str) -> TaskView | None:
-        with svc.readers() as s:
-            task = s.scalar(select(Task).where(Task.account_id == acct.id, Task.idempotency_key == key))
-            if task is None:
-                return None
-            if task.body_hash != body_hash:
-                raise ApiError(422, "idempotency.key_reused", "this Idempotency-Key was used with a different body")
-            return task_view(task)
+        task = svc.queue.find_idempotent(acct.id, key)
+        if task is None:
+            return None
+        if task.body_hash != body_hash:
+            raise ApiError(422, "idempotency.key_reused", "this Idempotency-Key was used with a different body")
+        return task_view(task)
 
     @app.get("/v1/tasks", response_model=TaskPage, responses=ERRORS, tags=["tasks"])
     def list_tasks(
@@ -390,6 +386,7 @@ def add_routes(app: FastAPI, svc: Service) -> None:
             name = task.output_path
         if name:
             (settings.outputs_dir / name).unlink(missing_ok=True)
+        remove_task_inputs(settings, task_id)
         return Response(status_code=204)
 
     @app.get("/v1/tasks/{task_id}/download", responses={**ERRORS, 200: {"content": {"video/mp4": {}, "image/gif": {}}}}, tags=["tasks"])
@@ -432,41 +429,6 @@ def add_routes(app: FastAPI, svc: Service) -> None:
 
         return StreamingResponse(stream(), media_type="text/event-stream", headers={"cache-control": "no-cache"})
 
-    @app.post("/v1/uploads", response_model=UploadView, status_code=201, responses=ERRORS, tags=["uploads"])
-    def upload_image(file: UploadFile = File(..., description="PNG, JPEG or WebP; at most 8 MiB"), acct: Account = Depends(account)) -> UploadView:
-        """An image for `image` / `last_image`: checked (a real image, not a decompression bomb), stored as PNG, private to the account."""
-        import os
-        import tempfile
-
-        import numpy as np
-        from PIL import Image
-
-        from kinema.conditioning.images import load_image
-
-        data = file.file.read(settings.max_upload_bytes + 1)
-        if len(data) > settings.max_upload_bytes:
-            raise ApiError(413, "input.upload.too_large", f"the upload is over {settings.max_upload_bytes} bytes")
-        folder = settings.uploads_dir / acct.id
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".in")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            try:
-                pixels = load_image(tmp)
-            except KinemaInputError as exc:
-                big = any(w in str(exc) for w in ("megapixels", "bomb", "too large"))
-                raise ApiError(413 if big else 422, "input.upload.too_large" if big else "input.upload.not_image", str(exc).replace(tmp, "the upload")) from None
-            upload_id = "upl_" + os.urandom(16).hex()
-            final = upload_path(acct, upload_id)
-            part = final.with_suffix(".part")
-            Image.fromarray(np.ascontiguousarray(pixels)).save(part, format="PNG")  # re-encoded: nothing of the original file is kept
-            os.replace(part, final)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        return UploadView(id=upload_id, width=int(pixels.shape[1]), height=int(pixels.shape[0]))
-
     @app.get("/v1/account", response_model=AccountView, responses=ERRORS, tags=["account"])
     def get_account(acct: Account = Depends(account)) -> AccountView:
         with svc.sessions.begin() as s:
@@ -478,3 +440,8 @@ def add_routes(app: FastAPI, svc: Service) -> None:
                 id=acct.id, name=acct.name, plan=acct.plan, credits_available=ledger.balance(s, acct.id), credits_reserved=int(reserved or 0),
                 concurrency=plan.concurrency if plan else 1, priority=plan.priority if plan else 0, webhook_secret=webhooks.secret_for(s, acct.id),
             )  # fmt: skip
+
+    from kinema.service import storyboards, uploads
+
+    uploads.add_routes(app, svc, account, ERRORS)
+    storyboards.add_routes(app, svc, account, find_idempotent, ERRORS)

@@ -9,8 +9,10 @@ run at start-up (`open_database`), never by `create_all`.
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
+from collections import deque
 from importlib import resources
 from typing import Any
 
@@ -26,7 +28,9 @@ from sqlalchemy import (
     create_engine,
     event,
 )
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
+from sqlalchemy.pool import QueuePool
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
@@ -151,16 +155,107 @@ class WebhookSecret(Base):
     secret: Mapped[str] = mapped_column(String(100))
 
 
-def make_engine(url: str, writer: bool = True) -> Engine:
-    """An engine with SQLite made fit for many threads and processes (WAL, a long busy timeout).
+class FairSemaphore:
+    """Permits handed out in arrival order: a releaser hands its permit straight to the oldest waiter.
 
-    SQLite: a writer engine begins every transaction IMMEDIATE (it takes the write
-    lock up front, so a read-then-write transaction can never deadlock on the lock
-    upgrade); a reader engine (writer=False) begins DEFERRED, so reads run beside
-    a writer under WAL instead of queueing behind it. PostgreSQL: both are plain.
+    (A plain queue or lock lets a thread that has just released barge ahead of the
+    waiters it woke, so under load one thread can be passed over until it times out.)
+    """
+
+    def __init__(self, permits: int) -> None:
+        self._mutex = threading.Lock()
+        self._free = permits
+        self._waiters: deque[threading.Lock] = deque()
+
+    def acquire(self, timeout: float) -> bool:
+        with self._mutex:
+            if self._free > 0 and not self._waiters:
+                self._free -= 1
+                return True
+            turn = threading.Lock()
+            turn.acquire()
+            self._waiters.append(turn)
+        if turn.acquire(timeout=timeout):
+            return True  # handed over by release()
+        with self._mutex:
+            try:
+                self._waiters.remove(turn)
+            except ValueError:  # release() handed it over as the wait timed out: it is ours
+                return True
+            return False
+
+    def release(self) -> None:
+        with self._mutex:
+            if self._waiters:
+                self._waiters.popleft().release()
+            else:
+                self._free += 1
+
+
+class FairQueuePool(QueuePool):
+    """QueuePool that serves waiting threads first come, first served (see FairSemaphore)."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self._turns = FairSemaphore(self._pool.maxsize + max(self._max_overflow, 0))
+        self._inside = threading.local()  # QueuePool._do_get may call itself: take one permit per checkout
+
+    def _do_get(self) -> Any:
+        if getattr(self._inside, "active", False):
+            return super()._do_get()
+        if not self._turns.acquire(self._timeout):
+            raise sa_exc.TimeoutError(f"no database connection free for {self._timeout:.0f} s (pool of {self.size()})")
+        self._inside.active = True
+        try:
+            return super()._do_get()
+        except BaseException:
+            self._turns.release()
+            raise
+        finally:
+            self._inside.active = False
+
+    def _do_return_conn(self, record: Any) -> None:
+        try:
+            super()._do_return_conn(record)
+        finally:
+            self._turns.release()
+
+
+SQLITE_SYNCHRONOUS = ("NORMAL", "FULL")
+SQLITE_BUSY_SECONDS = 30.0
+
+
+def make_engine(url: str, writer: bool = True, *, sqlite_synchronous: str = "NORMAL", busy_seconds: float = SQLITE_BUSY_SECONDS) -> Engine:
+    """An engine with SQLite made fit for many threads and processes.
+
+    SQLite: WAL journal (readers never wait for the writer), a long busy timeout
+    for other processes, and:
+    - a writer engine (writer=True) has exactly ONE connection, and begins every
+      transaction IMMEDIATE (it takes the write lock up front, so a
+      read-then-write transaction can never deadlock on the lock upgrade). SQLite
+      has a single writer anyway; keeping the writers of this process in a
+      first-come-first-served queue for that connection (FairQueuePool) instead
+      of SQLite's busy handler matters for latency:
+      that handler polls with sleeps growing to 100 ms and is not fair, so under
+      contention a waiting thread could be passed over for seconds. Only
+      writers in other processes (`kinema worker`, the admin CLI) still meet the
+      busy handler.
+    - a reader engine (writer=False) begins DEFERRED and has a pool of 20, so
+      reads run beside the writer.
+    - `sqlite_synchronous`: "NORMAL" (default) makes a commit durable once it
+      is in the WAL file in the OS's page cache: it survives a kill -9 of any
+      process (the OS writes the page out), and only an OS crash or power loss
+      can undo the last commits (never corrupt the database). "FULL" fsyncs the
+      WAL at every commit and survives power loss too, at the cost of one fsync
+      per write transaction.
+    PostgreSQL: both engines are plain pools.
     """
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, pool_size=20, max_overflow=20)
+        sync = sqlite_synchronous.upper()
+        if sync not in SQLITE_SYNCHRONOUS:
+            raise ValueError(f"sqlite_synchronous must be one of {SQLITE_SYNCHRONOUS}, got {sqlite_synchronous!r}")
+        pool: dict[str, Any] = {"poolclass": FairQueuePool, "pool_size": 1, "max_overflow": 0, "pool_timeout": busy_seconds} if writer else {"pool_size": 20, "max_overflow": 20}
+        engine = create_engine(url, connect_args={"timeout": busy_seconds, "check_same_thread": False}, **pool)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -169,7 +264,7 @@ def make_engine(url: str, writer: bool = True) -> Engine:
             dbapi_conn.isolation_level = None
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute(f"PRAGMA synchronous={sync}")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
 
@@ -193,8 +288,8 @@ def migrate(engine: Engine) -> None:
         command.upgrade(cfg, "head")
 
 
-def open_database(url: str) -> tuple[Engine, sessionmaker[Any]]:
-    engine = make_engine(url)
+def open_database(url: str, *, sqlite_synchronous: str = "NORMAL") -> tuple[Engine, sessionmaker[Any]]:
+    engine = make_engine(url, sqlite_synchronous=sqlite_synchronous)
     migrate(engine)
     return engine, sessionmaker(engine, expire_on_commit=False)
 

@@ -20,6 +20,13 @@ class ApiError(Exception):
 
 
 _MESSAGE_CODES: tuple[tuple[str, str], ...] = (
+    # media inputs (kinema.conditioning), checked when a request is validated
+    (r"too short to extend", "input.video.too_short"),
+    (r"keyframe at .* past the end|two images are given for the same frame", "input.keyframes.invalid"),
+    (r"cannot read .* as a video|has no video frames|video to extend not found", "input.video.unreadable"),
+    (r"decompression bomb", "input.image.bomb"),
+    (r"^image .* megapixels", "input.image.too_large"),
+    (r"cannot read .* as an image|^image not found", "input.image.unreadable"),
     (r"negative prompt is \d+ (characters|tokens)", "input.negative_prompt.too_long"),
     (r"prompt is \d+ (characters|tokens)", "input.prompt.too_long"),
     (r"prompt is empty", "input.prompt.empty"),
@@ -48,6 +55,10 @@ def from_input_error(exc: KinemaInputError) -> ApiError:
 def from_validation_errors(errors: list[dict[str, Any]]) -> ApiError:
     """FastAPI/pydantic request errors -> the first one, as a dotted code."""
     err = errors[0] if errors else {"type": "value_error", "loc": (), "msg": "invalid request"}
+    if tuple(err.get("loc", ()))[:2] == ("body", "storyboard") and len(err.get("loc", ())) > 2:
+        from kinema.service.storyboards import storyboard_validation_error  # messages name the field path: shots[3].duration
+
+        return storyboard_validation_error(err)
     loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header")]
     field = ".".join(loc) or "body"
     kind = str(err.get("type", ""))

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from kinema.service import ledger
@@ -30,8 +30,42 @@ from kinema.service.db import (
     Account,
     Plan,
     Task,
+    new_id,
     now,
 )
+
+# The create path's statements, built once (compiled once, then only executed).
+_PLAN_PRIORITY = select(Plan.priority).join(Account, Account.plan == Plan.name).where(Account.id == bindparam("plan_of")).scalar_subquery()
+_INSERT_TASK = insert(Task.__table__).values(priority=func.coalesce(_PLAN_PRIORITY, 0))
+_BY_IDEMPOTENCY_KEY = select(Task.__table__).where(Task.account_id == bindparam("account_id"), Task.idempotency_key == bindparam("key"))
+
+# The workers' statements (claim, heartbeat), built once too.
+_TASKS = Task.__table__
+_RUNNING_COUNTS = select(Task.account_id, func.count().label("n")).where(Task.state == RUNNING).group_by(Task.account_id).subquery()
+_CANDIDATES = (
+    select(Task.id, Task.account_id, Plan.concurrency)
+    .join(Account, Account.id == Task.account_id)
+    .join(Plan, Plan.name == Account.plan)
+    .outerjoin(_RUNNING_COUNTS, _RUNNING_COUNTS.c.account_id == Task.account_id)
+    .where(Task.state == QUEUED, func.coalesce(_RUNNING_COUNTS.c.n, 0) < Plan.concurrency)
+    .order_by(Task.priority.desc(), Task.created_at, Task.id)
+    .limit(8)
+)
+_LOCK_ACCOUNT = select(Account.id).where(Account.id == bindparam("account_id")).with_for_update()
+_RUNNING_OF = select(func.count()).select_from(_TASKS).where(Task.account_id == bindparam("account_id"), Task.state == RUNNING)
+_CLAIM = (
+    update(_TASKS)
+    .where(Task.id == bindparam("task_id"), Task.state == QUEUED)
+    .values(
+        state=RUNNING, lease_owner=bindparam("p_owner"), lease_expires_at=bindparam("p_expires"), heartbeat_at=bindparam("p_now"),
+        started_at=bindparam("p_now"), attempts=Task.attempts + 1, runs_started=Task.runs_started + 1,
+    )  # fmt: skip
+)
+_CLAIMED = select(Task.resolved_json, Task.output_format, Task.attempts).where(Task.id == bindparam("task_id"))
+_HELD = (Task.id == bindparam("task_id"), Task.state == RUNNING, Task.lease_owner == bindparam("p_owner"))
+_BEAT = update(_TASKS).where(*_HELD).values(lease_expires_at=bindparam("p_expires"), heartbeat_at=bindparam("p_now"))
+_BEAT_PROGRESS = _BEAT.values(step=bindparam("p_step"), total_steps=bindparam("p_total"), progress=bindparam("p_progress"))
+_CANCEL_REQUESTED = select(Task.cancel_requested).where(Task.id == bindparam("task_id"))
 
 OnTerminal = Callable[[Session, Task], None]  # called inside the finishing transaction (the webhook outbox hooks in here)
 
@@ -56,63 +90,74 @@ class Queue:
         if self.on_terminal is not None:
             self.on_terminal(session, task)
 
+    # -- submitting -------------------------------------------------------------------
+    def submit(self, fields: dict[str, Any], credits: int) -> Task:
+        """Store a new queued task and reserve its credits: one short write transaction.
+
+        `fields`: the Task columns the caller knows (account_id, request_json,
+        resolved_json, body_hash, output_format, total_steps; optionally id,
+        idempotency_key, callback_url). The priority is the account's plan's,
+        read in the same statement. Plain Core statements on the write
+        connection (the create path is the hottest write; an ORM flush costs
+        several times more CPU). Committed before this returns, so a task the
+        API answered 201 for is in the database (see db.make_engine for what
+        "committed" survives). Raises ledger.InsufficientCredits (nothing is
+        stored), or IntegrityError for an Idempotency-Key the account used already.
+        Returns the task as stored (a transient object, for the response).
+        """
+        values: dict[str, Any] = {
+            "state": QUEUED, "progress": 0.0, "step": 0, "attempts": 0, "runs_started": 0, "cancel_requested": False,
+            "deleted": False, "idempotency_key": None, "callback_url": None, "output_format": "mp4", "total_steps": 0,
+            **fields, "credits_reserved": credits, "created_at": now(),
+        }  # fmt: skip
+        values.setdefault("id", new_id())
+        with self.sessions.begin() as s:
+            conn = s.connection()
+            conn.execute(_INSERT_TASK, {**values, "plan_of": values["account_id"]})
+            ledger.reserve_on(conn, values["account_id"], values["id"], credits)
+        return Task(**values)
+
+    def find_idempotent(self, account_id: str, key: str) -> Task | None:
+        """The account's task created with this Idempotency-Key, if any (a read: no write lock)."""
+        with self.readers() as r:
+            row = r.connection().execute(_BY_IDEMPOTENCY_KEY, {"account_id": account_id, "key": key}).first()
+        return None if row is None else Task(**row._asdict())
+
     # -- claiming --------------------------------------------------------------------
     def claim(self, owner: str) -> Claim | None:
         """The best queued task whose account is under its concurrency limit: plan priority, then age."""
         with self.readers() as r:
-            running = (
-                select(Task.account_id, func.count().label("n")).where(Task.state == RUNNING).group_by(Task.account_id).subquery()
-            )
-            query = (
-                select(Task.id, Task.account_id, Plan.concurrency)
-                .join(Account, Account.id == Task.account_id)
-                .join(Plan, Plan.name == Account.plan)
-                .outerjoin(running, running.c.account_id == Task.account_id)
-                .where(Task.state == QUEUED, func.coalesce(running.c.n, 0) < Plan.concurrency)
-                .order_by(Task.priority.desc(), Task.created_at, Task.id)
-                .limit(8)
-            )
-            candidates = r.execute(query).all()
+            candidates = r.connection().execute(_CANDIDATES).all()
         if not candidates:
             return None
         with self.sessions.begin() as s:
+            conn = s.connection()
             for task_id, account_id, concurrency in candidates:
                 # The look above ran outside this transaction: lock the account and count again,
                 # so simultaneous claims (PostgreSQL, or several processes) cannot exceed the plan's limit.
-                s.execute(select(Account.id).where(Account.id == account_id).with_for_update())
-                busy = s.scalar(select(func.count()).select_from(Task).where(Task.account_id == account_id, Task.state == RUNNING))
+                conn.execute(_LOCK_ACCOUNT, {"account_id": account_id})
+                busy = conn.execute(_RUNNING_OF, {"account_id": account_id}).scalar()
                 if (busy or 0) >= concurrency:
                     continue
                 t = now()
-                won = s.execute(
-                    update(Task)
-                    .where(Task.id == task_id, Task.state == QUEUED)
-                    .values(
-                        state=RUNNING, lease_owner=owner, lease_expires_at=t + self.lease_seconds, heartbeat_at=t,
-                        started_at=t, attempts=Task.attempts + 1, runs_started=Task.runs_started + 1,
-                    )  # fmt: skip
-                    .execution_options(synchronize_session=False)
-                ).rowcount
+                won = conn.execute(_CLAIM, {"task_id": task_id, "p_owner": owner, "p_expires": t + self.lease_seconds, "p_now": t}).rowcount
                 if won == 1:
-                    task = s.get(Task, task_id, populate_existing=True)
-                    assert task is not None
-                    return Claim(task.id, task.resolved_json, task.output_format, task.attempts)
+                    resolved_json, output_format, attempts = conn.execute(_CLAIMED, {"task_id": task_id}).one()
+                    return Claim(task_id, resolved_json, output_format, attempts)
         return None
 
     def heartbeat(self, task_id: str, owner: str, step: int | None = None, total: int | None = None) -> bool:
         """Renew the lease (and record progress). False: the lease is gone, or a cancel was asked for."""
         t = now()
-        values: dict[str, Any] = {"lease_expires_at": t + self.lease_seconds, "heartbeat_at": t}
+        params: dict[str, Any] = {"task_id": task_id, "p_owner": owner, "p_expires": t + self.lease_seconds, "p_now": t}
         if step is not None and total:
-            values.update(step=step, total_steps=total, progress=min(1.0, step / total))
+            params.update(p_step=step, p_total=total, p_progress=min(1.0, step / total))
         with self.sessions.begin() as s:
-            held = s.execute(
-                update(Task).where(Task.id == task_id, Task.state == RUNNING, Task.lease_owner == owner).values(**values)
-                .execution_options(synchronize_session=False)
-            ).rowcount
+            conn = s.connection()
+            held = conn.execute(_BEAT_PROGRESS if "p_step" in params else _BEAT, params).rowcount
             if held != 1:
                 return False
-            return not s.scalar(select(Task.cancel_requested).where(Task.id == task_id))
+            return not conn.execute(_CANCEL_REQUESTED, {"task_id": task_id}).scalar()
 
     # -- finishing (each conditional on the lease) -----------------------------------
     def _held(self, s: Session, task_id: str, owner: str) -> Task | None:

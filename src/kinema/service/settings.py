@@ -14,7 +14,9 @@ class Settings:
     database_url: None -> SQLite at `data_dir/kinema.db`. Any SQLAlchemy URL works
         (postgresql+psycopg://... for PostgreSQL).
     executor: "local" runs `workers` threads in this process, each with its own
-        loaded pipeline; "ray" hands jobs to a Ray actor pool (executors/ray.py).
+        loaded pipeline; "ray" hands jobs to a Ray actor pool (executors/ray.py),
+        each actor reserving `gpus_per_worker` GPUs. workers=0: no workers in
+        this process (the API alone; `kinema worker` processes run the tasks).
     lease_seconds: a running job whose lease is not renewed for this long is
         taken as lost (its worker died) and retried or failed.
     credits_per_tflop: the price of compute; a quote is ceil(TFLOPs x this), at least 1.
@@ -29,15 +31,21 @@ class Settings:
     reap_seconds: float = 1.0  # how often the reaper and webhook sender look
     poll_seconds: float = 0.2  # how often an idle worker looks for a job
     max_attempts: int = 3
+    sqlite_synchronous: str = "NORMAL"  # SQLite only: "NORMAL" (a commit survives kill -9 of any process) or "FULL" (and power loss); see db.make_engine
+    auth_cache_seconds: float = 2.0  # an API key's account is remembered this long; a revoked key stops working within this time
+    gpus_per_worker: float = 0.0  # executor "ray": GPUs each actor reserves (num_gpus); 0 runs on CPUs
     credits_per_tflop: float = 1.0
     webhook_allow_private: bool = False
     webhook_max_attempts: int = 8
     webhook_backoff_seconds: float = 2.0  # delay after the first failure; doubles each time
     webhook_timeout_seconds: float = 10.0
     moderation_blocklist: tuple[str, ...] = ("gore", "nsfw", "nude", "naked")
+    moderation_image_hashes: tuple[str, ...] = ()  # 16-hex perceptual hashes of refused images (moderation.image_hash)
     max_page_size: int = 100
     max_body_bytes: int = 64 * 1024
     max_upload_bytes: int = 8 * 1024 * 1024  # one image for image-to-video (POST /v1/uploads)
+    max_media_upload_bytes: int = 64 * 1024 * 1024  # one video (to extend) or audio file (a soundtrack)
+    max_storyboard_bytes: int = 1024 * 1024  # the JSON body of POST /v1/storyboards[/quotes]
     ray_address: str | None = None
     default_plan: str = "free"
     plans: dict[str, tuple[int, int, int]] = field(
@@ -48,10 +56,14 @@ class Settings:
         self.data_dir = Path(self.data_dir)
         if self.executor not in ("local", "ray"):
             raise ValueError(f"executor must be 'local' or 'ray', got {self.executor!r}")
-        if self.workers < 1:
-            raise ValueError(f"workers must be >= 1, got {self.workers}")
+        if self.workers < 0:
+            raise ValueError(f"workers must be >= 0 (0: none in this process, run `kinema worker`), got {self.workers}")
         if self.lease_seconds <= 0 or self.max_attempts < 1:
             raise ValueError("lease_seconds must be > 0 and max_attempts >= 1")
+        if self.sqlite_synchronous.upper() not in ("NORMAL", "FULL"):
+            raise ValueError(f"sqlite_synchronous must be NORMAL or FULL, got {self.sqlite_synchronous!r}")
+        if self.auth_cache_seconds < 0 or self.gpus_per_worker < 0:
+            raise ValueError("auth_cache_seconds and gpus_per_worker must be >= 0")
 
     @property
     def url(self) -> str:
@@ -64,6 +76,16 @@ class Settings:
     @property
     def uploads_dir(self) -> Path:
         return self.data_dir / "uploads"
+
+    @property
+    def inputs_dir(self) -> Path:
+        """Each task's own copies of its media inputs (inputs/<task id>/), removed with the task."""
+        return self.data_dir / "inputs"
+
+    @property
+    def shot_cache_dir(self) -> Path:
+        """Storyboard shots already generated (per account), reused when a film is rendered again."""
+        return self.data_dir / "shot-cache"
 
     @property
     def heartbeat_interval(self) -> float:

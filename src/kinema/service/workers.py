@@ -1,9 +1,16 @@
-"""The service's moving parts in one process: worker threads, the reaper, the webhook sender.
+"""The service's moving parts: worker threads, the reaper, the webhook sender.
 
 Each worker thread loops: claim a task by lease, resolve its stored request
 (the seed was fixed at submit, so a retry makes the same video), run it on
 the executor while a heartbeat thread renews the lease, write the file
 atomically, then finish the task conditionally on still holding the lease.
+
+They run inside the API server (`kinema serve --workers N`, the default), or in
+processes of their own (`kinema worker`, `run_worker_process`) beside a server
+started with `--workers 0`: the database is the only thing they share, so a
+worker process can be killed at any point (its lease runs out, the reaper of
+any process puts its task back in the queue) and any number can run, on this
+machine or others (PostgreSQL).
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ PROGRESS_WRITE_SECONDS = 0.25  # at most this often a step's progress is written
 
 
 class Workers:
-    def __init__(self, settings: Settings, queue: Queue, backend: Backend, backend_factory: BackendFactory, sender: WebhookSender, executor: Any = None) -> None:
+    def __init__(self, settings: Settings, queue: Queue, backend: Backend, backend_factory: BackendFactory, sender: WebhookSender | None, executor: Any = None) -> None:
         self.settings = settings
         self.queue = queue
         self.backend = backend  # for resolving stored requests (reads configs only)
@@ -44,7 +51,7 @@ class Workers:
 
     def start(self, run_workers: bool = True) -> None:
         self.settings.outputs_dir.mkdir(parents=True, exist_ok=True)
-        if run_workers:
+        if run_workers and self.settings.workers > 0:
             self.executor.start()
             for i in range(self.settings.workers):
                 self._spawn(self._work_loop, f"kinema-worker-{i}", f"{self.instance}:w{i}")
@@ -74,7 +81,8 @@ class Workers:
         while not self._stop.wait(self.settings.reap_seconds):
             try:
                 self.queue.reap()
-                self.sender.deliver_due()
+                if self.sender is not None:  # None in `kinema worker` processes: the API servers deliver webhooks
+                    self.sender.deliver_due()
                 if time.monotonic() >= next_refill:
                     refill_monthly(self.queue.sessions)
                     next_refill = time.monotonic() + REFILL_CHECK_SECONDS
@@ -115,7 +123,7 @@ class Workers:
 
         import time
 
-        last_write = [0.0]
+        last_write = [time.monotonic()]  # the claim has just renewed the lease: the first progress write can wait
 
         def progress(step: int, total: int) -> None:
             t = time.monotonic()
@@ -128,6 +136,10 @@ class Workers:
         hb.start()
         output: Path | None = None
         try:
+            from kinema.service.storyboards import run_storyboard_claim
+
+            if run_storyboard_claim(self, claim, owner, progress, stop):  # a storyboard task: a film, finished there
+                return
             request = GenerationRequest.model_validate_json(claim.resolved_json)
             resolved = self.backend.validate(request)
             video = self.executor.run(claim.task_id, resolved, progress, stop.is_set)
@@ -149,3 +161,36 @@ class Workers:
             self._running.pop(claim.task_id, None)
             beating.set()
             hb.join()
+
+
+def run_worker_process(settings: Settings, backend_factory: BackendFactory, stop: threading.Event, *, ready: Any = None) -> None:
+    """`kinema worker`: run `settings.workers` worker threads (and the reaper) over the database, with no HTTP.
+
+    The API server (`kinema serve --workers 0`) writes tasks; this process claims
+    and runs them, writing progress, outputs (`settings.data_dir`, shared with the
+    server) and the terminal state with its ledger entries and webhook outbox row,
+    exactly as in-process workers do. Blocks until `stop` is set, then finishes
+    its running jobs' bookkeeping and returns. `ready()` is called once the
+    workers are running.
+    """
+    from kinema.service import webhooks
+    from kinema.service.db import open_database, open_readers
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine, sessions = open_database(settings.url, sqlite_synchronous=settings.sqlite_synchronous)
+    read_engine, readers = open_readers(settings.url)
+    try:
+        queue = Queue(sessions, settings.lease_seconds, settings.max_attempts, on_terminal=webhooks.enqueue, readers=readers)
+        # Webhooks are written to the outbox in the terminal transaction here; the API servers deliver them
+        # (one sender per server, not one per worker process racing for the same rows).
+        workers = Workers(settings, queue, backend_factory(), backend_factory, None)
+        workers.start(True)
+        try:
+            if ready is not None:
+                ready()
+            stop.wait()
+        finally:
+            workers.stop()
+    finally:
+        engine.dispose()
+        read_engine.dispose()

@@ -25,9 +25,11 @@ Contract for `run` (what executors/ray.py's `RayPool` implements too):
   the job with `internal.generation` (or `input.*` for a KinemaInputError).
 - `make_executor(settings, backend_factory)` picks the class: "local" gives
   `LocalExecutor`; "ray" imports executors/ray.py lazily and builds
-  `RayPool(RayExecutorConfig(address=settings.ray_address, actors=settings.workers), backend_factory)`,
-  so a process without Ray installed never imports it. `backend_factory`
-  must pickle for Ray (a module-level function or functools.partial).
+  `RayPool(RayExecutorConfig(address=settings.ray_address, actors=settings.workers,
+  gpus_per_actor=settings.gpus_per_worker), backend_factory)`, so a process
+  without Ray installed never imports it. `backend_factory` must pickle for
+  Ray (a module-level function or functools.partial). `settings.workers == 0`
+  (an API-only server) gives an empty `LocalExecutor`.
 """
 
 from __future__ import annotations
@@ -106,10 +108,11 @@ class LocalExecutor:
 
 
 def make_executor(settings: Settings, backend_factory: BackendFactory) -> Any:
-    if settings.executor == "ray":
+    if settings.executor == "ray" and settings.workers > 0:
         from kinema.service.executors.ray import RayExecutorConfig, RayPool
 
-        return RayPool(RayExecutorConfig(address=settings.ray_address, actors=settings.workers), backend_factory)
+        config = RayExecutorConfig(address=settings.ray_address, actors=settings.workers, gpus_per_actor=settings.gpus_per_worker)
+        return RayPool(config, backend_factory)
     return LocalExecutor(backend_factory, size=settings.workers)
 
 

@@ -45,6 +45,9 @@ class RayExecutorConfig:
         the cluster this machine belongs to; "ray://host:10001" a remote one.
     actors: `None` means one per GPU in the cluster when `gpus_per_actor > 0`,
         else one per `cpus_per_actor` CPUs.
+    gpus_per_actor: Ray's `num_gpus` for each actor (`kinema serve --gpus-per-worker`):
+        1 gives each actor a GPU of its own (Ray sets CUDA_VISIBLE_DEVICES for it),
+        a fraction packs several actors on one GPU, 0 runs on CPUs.
     """
 
     address: str | None = None
@@ -61,6 +64,8 @@ class RayExecutorConfig:
             raise ValueError(f"actors must be >= 1, got {self.actors}")
         if self.poll_seconds <= 0:
             raise ValueError(f"poll_seconds must be > 0, got {self.poll_seconds}")
+        if self.gpus_per_actor < 0 or self.cpus_per_actor < 0:
+            raise ValueError(f"gpus_per_actor and cpus_per_actor must be >= 0, got {self.gpus_per_actor} and {self.cpus_per_actor}")
 
 
 @dataclass(frozen=True)
@@ -163,7 +168,13 @@ class RayPool:
                 options.setdefault("num_cpus", self.config.local_cpus)
             ray.init(address=self.config.address, **options)
             self._owns_ray = True
-        count = self.config.actors or self._default_actor_count(ray.cluster_resources())
+        try:
+            count = self._actor_count(ray.cluster_resources())
+        except Exception:
+            if self._owns_ray:
+                ray.shutdown()
+                self._owns_ray = False
+            raise
         remote = self._remote_worker()
         self._actors = [remote.remote(self.make_backend) for _ in range(count)]
         ray.get([a.info.remote() for a in self._actors])  # fail now if a model cannot load, not on the first job
@@ -171,15 +182,29 @@ class RayPool:
             self._free.put(actor)
         self._started = True
 
+    def actor_options(self) -> dict[str, Any]:
+        """What each actor is created with (`ray.remote(**options)`): its CPUs, GPUs, threads and restarts."""
+        return {
+            "num_cpus": self.config.cpus_per_actor,
+            "num_gpus": self.config.gpus_per_actor,
+            "max_concurrency": 2,  # one thread generates, the other answers poll/cancel
+            "max_restarts": self.config.max_actor_restarts,
+        }
+
     def _remote_worker(self) -> Any:
         import ray
 
-        return ray.remote(
-            num_cpus=self.config.cpus_per_actor,
-            num_gpus=self.config.gpus_per_actor,
-            max_concurrency=2,  # one thread generates, the other answers poll/cancel
-            max_restarts=self.config.max_actor_restarts,
-        )(GenerationWorker)
+        return ray.remote(**self.actor_options())(GenerationWorker)
+
+    def _actor_count(self, resources: dict[str, float]) -> int:
+        count = self.config.actors or self._default_actor_count(resources)
+        need = count * self.config.gpus_per_actor
+        if need > resources.get("GPU", 0):  # else the actors would wait for GPUs forever
+            raise RuntimeError(
+                f"{count} actors x {self.config.gpus_per_actor:g} GPUs need {need:g} GPUs; the Ray cluster has {resources.get('GPU', 0):g}"
+                " (use fewer workers, a smaller gpus_per_worker, or 0 to run on CPUs)"
+            )
+        return count
 
     def _default_actor_count(self, resources: dict[str, float]) -> int:
         if self.config.gpus_per_actor > 0:

@@ -229,6 +229,9 @@ function updateEmpty() {
 
 function upsertTask(task, { prepend = false } = {}) {
   const known = state.tasks.get(task.id);
+  // A finished task never changes again: a slower answer that still says "running" (e.g. the
+  // cancel call's, overtaken by the event stream's "cancelled") must not bring it back.
+  if (known && TERMINAL.has(known.task.state) && task.state && !TERMINAL.has(task.state)) return;
   const merged = known ? { ...known.task, ...task } : task;
   let card = known && known.card;
   if (!card) {
@@ -242,6 +245,13 @@ function upsertTask(task, { prepend = false } = {}) {
   state.tasks.set(task.id, { task: merged, card });
   render(merged, card);
   updateEmpty();
+  syncPreviews(task.id);
+}
+
+function filmLabel(board) {
+  const shots = Array.isArray(board.shots) ? board.shots : [];
+  const name = board.title || (shots[0] && shots[0].prompt) || "untitled";
+  return `Film: ${name} (${shots.length} shot${shots.length === 1 ? "" : "s"})`;
 }
 
 function render(task, card) {
@@ -249,7 +259,9 @@ function render(task, card) {
   const badge = card.querySelector(".state");
   badge.textContent = task.state;
   badge.className = `state ${task.state}`;
-  const prompt = (task.request && task.request.prompt) || task.prompt || "";
+  card.dataset.kind = task.kind || "video";
+  const board = task.request && task.request.storyboard;
+  const prompt = board ? filmLabel(board) : (task.request && task.request.prompt) || task.prompt || "";
   card.querySelector(".prompt-text").textContent = prompt;
   card.querySelector(".prompt-text").title = prompt;
 
@@ -307,6 +319,7 @@ async function showVideo(task, card) {
     link.href = url;
     link.download = downloadName(task, response, blob);
     link.hidden = false;
+    syncPreviews(task.id);
   } catch (err) {
     state.blobs.delete(task.id);
     showError(err);
@@ -353,6 +366,7 @@ function removeTaskCard(id) {
   known.card.remove();
   state.tasks.delete(id);
   updateEmpty();
+  syncPreviews(id);
 }
 
 // ---------------------------------------------------------------- live progress (server-sent events over fetch)
@@ -449,6 +463,7 @@ function setKey(key) {
   refreshAccount();
   loadTasks();
   updateQuote();
+  if (storyVisible()) updateStoryQuote();
 }
 
 function init() {
@@ -468,9 +483,308 @@ function init() {
   $("state-filter").addEventListener("change", () => { state.cursor = null; loadTasks(); });
   $("refresh").addEventListener("click", () => { state.cursor = null; loadTasks(); refreshAccount(); });
   $("more").addEventListener("click", () => loadTasks({ append: true }));
+  initStoryboard();
   refreshAccount();
   loadTasks();
   updateQuote();
 }
 
 document.addEventListener("DOMContentLoaded", init);
+
+// ---------------------------------------------------------------- the storyboard editor
+//
+// A film is a list of shots, edited here and kept in localStorage. Every edit asks
+// POST /v1/storyboards/quotes for the price (per shot and in total); the quote also
+// carries, per shot, the video task body that previews that shot alone, so "Preview
+// shot" makes exactly the request (and seed) the film will use. "Render film" submits
+// POST /v1/storyboards: a task like any other, shown in the gallery.
+
+const STORY_STORAGE = "kinema.storyboard";
+const TAB_STORAGE = "kinema.tab";
+const story = { shots: [], quote: null, quoteSeq: 0, idempotency: null, nextUid: 1, timer: null };
+
+function newShot(fields = {}) {
+  return { uid: story.nextUid++, prompt: "", duration: "1", camera: "none", seed: "", caption: "", transition: "", preview: null, card: null, ...fields };
+}
+
+function loadStory() {
+  let saved = null;
+  try { saved = JSON.parse(localStorage.getItem(STORY_STORAGE) || "null"); } catch (_) { saved = null; }
+  if (saved && typeof saved === "object") {
+    $("story-title").value = saved.title || "";
+    $("story-intro").checked = Boolean(saved.intro);
+    $("story-music").checked = Boolean(saved.music);
+    if (saved.aspect) $("story-aspect").value = saved.aspect;
+    if (saved.transition) $("story-transition").value = saved.transition;
+    const shots = Array.isArray(saved.shots) ? saved.shots : [];
+    story.shots = shots.map((s) => newShot({
+      prompt: String(s.prompt || ""), duration: String(s.duration || "1"), camera: s.camera || "none",
+      seed: s.seed === undefined || s.seed === null ? "" : String(s.seed), caption: String(s.caption || ""), transition: s.transition || "",
+    }));
+  }
+  if (!story.shots.length) story.shots = [newShot()];
+  renderShots();
+}
+
+function saveStory() {
+  const data = {
+    title: $("story-title").value, intro: $("story-intro").checked, music: $("story-music").checked, aspect: $("story-aspect").value, transition: $("story-transition").value,
+    shots: story.shots.map(({ prompt, duration, camera, seed, caption, transition }) => ({ prompt, duration, camera, seed, caption, transition })),
+  };
+  localStorage.setItem(STORY_STORAGE, JSON.stringify(data));
+}
+
+// The storyboard in the API's format (docs/storyboards.md): only what the person set.
+function composedStoryboard() {
+  const board = { aspect_ratio: $("story-aspect").value, transition: $("story-transition").value, shots: [] };
+  const title = $("story-title").value.trim();
+  if (title) board.title = title;
+  if (title && $("story-intro").checked) board.intro = { title, duration: 1.5 };
+  if ($("story-music").checked) board.soundtrack = { music: { volume: 0.25 } };
+  for (const s of story.shots) {
+    const shot = { prompt: s.prompt.trim(), duration: Number(s.duration) };
+    const camera = CAMERAS[s.camera];
+    if (camera) shot.camera = camera;
+    if (String(s.seed).trim() !== "") shot.seed = Number(s.seed);
+    if (s.caption.trim()) shot.caption = s.caption.trim();
+    if (s.transition) shot.transition = s.transition;
+    board.shots.push(shot);
+  }
+  return board;
+}
+
+function renderShots() {
+  const list = $("shots");
+  list.replaceChildren();
+  story.shots.forEach((shot, i) => {
+    const card = $("shot-template").content.firstElementChild.cloneNode(true);
+    card.dataset.uid = String(shot.uid);
+    card.querySelector(".shot-number").textContent = `Shot ${i + 1}`;
+    for (const [selector, key] of [[".shot-prompt", "prompt"], [".shot-duration", "duration"], [".shot-camera", "camera"],
+      [".shot-seed", "seed"], [".shot-caption", "caption"], [".shot-transition", "transition"]]) {
+      const field = card.querySelector(selector);
+      field.value = shot[key];
+      const update = () => { if (shot[key] !== field.value) { shot[key] = field.value; storyChanged(); } };
+      field.addEventListener("input", update);
+      field.addEventListener("change", update);
+    }
+    card.querySelector(".shot-up").disabled = i === 0;
+    card.querySelector(".shot-down").disabled = i === story.shots.length - 1;
+    card.querySelector(".shot-delete").disabled = story.shots.length === 1;
+    card.querySelector(".shot-up").addEventListener("click", () => moveShot(shot, -1));
+    card.querySelector(".shot-down").addEventListener("click", () => moveShot(shot, 1));
+    card.querySelector(".shot-delete").addEventListener("click", () => deleteShot(shot));
+    card.querySelector(".shot-preview-button").addEventListener("click", () => previewShot(shot));
+    shot.card = card;
+    list.append(card);
+    paintShotPreview(shot);
+  });
+}
+
+function addShot() {
+  const shot = newShot();
+  story.shots.push(shot);
+  renderShots();
+  storyChanged();
+  shot.card.querySelector(".shot-prompt").focus();
+}
+
+function moveShot(shot, delta) {
+  const i = story.shots.indexOf(shot);
+  const j = i + delta;
+  if (i < 0 || j < 0 || j >= story.shots.length) return;
+  [story.shots[i], story.shots[j]] = [story.shots[j], story.shots[i]];
+  renderShots();
+  storyChanged();
+}
+
+function deleteShot(shot) {
+  if (story.shots.length === 1) return;
+  story.shots = story.shots.filter((s) => s !== shot);
+  renderShots();
+  storyChanged();
+}
+
+function storyChanged() {
+  story.idempotency = null; // a different film needs a different Idempotency-Key
+  story.quote = null;
+  $("film-price").dataset.state = "stale";
+  for (const s of story.shots) {
+    if (!s.card) continue;
+    s.card.querySelector(".shot-price").dataset.state = "stale";
+    delete s.card.dataset.invalid;
+  }
+  saveStory();
+  clearTimeout(story.timer);
+  story.timer = setTimeout(updateStoryQuote, QUOTE_DELAY_MS);
+}
+
+function markInvalidShot(err) {
+  const m = /^shots\[(\d+)\]/.exec((err && err.message) || "");
+  const shot = m && story.shots[Number(m[1])];
+  if (shot && shot.card) shot.card.dataset.invalid = "true";
+}
+
+async function updateStoryQuote() {
+  clearTimeout(story.timer);
+  const seq = ++story.quoteSeq;
+  const board = composedStoryboard();
+  const price = $("film-price");
+  const missing = board.shots.findIndex((s) => !s.prompt);
+  if (missing >= 0) {
+    price.textContent = "—";
+    price.dataset.state = "empty";
+    $("film-price-detail").textContent = `write a prompt for shot ${missing + 1} to see the price`;
+    return null;
+  }
+  if (!state.key) {
+    price.textContent = "—";
+    price.dataset.state = "nokey";
+    $("film-price-detail").textContent = "enter your API key to see the price";
+    return null;
+  }
+  price.dataset.state = "loading";
+  try {
+    const quote = await api("POST", "/v1/storyboards/quotes", { body: { storyboard: board } });
+    if (seq !== story.quoteSeq) return null; // a newer edit already asked again
+    story.quote = quote;
+    price.textContent = `${formatCredits(quote.credits)} credits`;
+    price.dataset.state = "ok";
+    price.dataset.credits = String(quote.credits);
+    $("film-price-detail").textContent = describeFilm(quote);
+    quote.shots.forEach((q, i) => {
+      const shot = story.shots[i];
+      if (!shot || !shot.card) return;
+      const el = shot.card.querySelector(".shot-price");
+      el.textContent = `${formatCredits(q.credits)} credits · ${Number(q.seconds).toFixed(1)} s`;
+      el.dataset.state = "ok";
+      el.dataset.credits = String(q.credits);
+    });
+    if ($("error").dataset.code && $("error").dataset.code.startsWith("input.")) clearError();
+    return quote;
+  } catch (err) {
+    if (seq !== story.quoteSeq) return null;
+    price.textContent = "—";
+    price.dataset.state = "error";
+    $("film-price-detail").textContent = err.code;
+    markInvalidShot(err);
+    showError(err);
+    return null;
+  }
+}
+
+function describeFilm(quote) {
+  const parts = [`${Number(quote.duration).toFixed(1)} s film`, `${quote.width}×${quote.height}`, `${quote.shots.length} shot${quote.shots.length === 1 ? "" : "s"}`];
+  if (quote.references && quote.references.length) parts.push(`${quote.references.length} reference frame${quote.references.length === 1 ? "" : "s"}`);
+  const text = parts.join(" · ");
+  return quote.warnings && quote.warnings.length ? `${text} — ${quote.warnings.join(" ")}` : text;
+}
+
+// Preview: the shot alone, as an ordinary video task with the film's request for it.
+async function previewShot(shot) {
+  if (!state.key) return showError(new ApiError(401, "auth.missing_key", "Paste your API key at the top of the page first."));
+  const button = shot.card.querySelector(".shot-preview-button");
+  button.disabled = true;
+  try {
+    const quote = story.quote || (await updateStoryQuote());
+    const index = story.shots.indexOf(shot);
+    const request = quote && quote.shots[index] && quote.shots[index].request;
+    if (!request) return; // the quote failed and says why
+    const task = await api("POST", "/v1/tasks", { body: request, extraHeaders: { "Idempotency-Key": crypto.randomUUID() } });
+    shot.preview = { taskId: task.id };
+    upsertTask(task, { prepend: true });
+    watch(task.id);
+    refreshAccount();
+  } catch (err) {
+    showError(err);
+  } finally {
+    if (shot.card) shot.card.querySelector(".shot-preview-button").disabled = false;
+  }
+}
+
+function paintShotPreview(shot) {
+  if (!shot.card) return;
+  const label = shot.card.querySelector(".shot-preview-state");
+  const media = shot.card.querySelector(".shot-media");
+  const known = shot.preview && state.tasks.get(shot.preview.taskId);
+  if (!known) {
+    label.textContent = "";
+    delete shot.card.dataset.previewState;
+    media.replaceChildren();
+    return;
+  }
+  const task = known.task;
+  shot.card.dataset.previewState = task.state;
+  label.textContent = task.state === "running" ? `preview ${Math.round(Number(task.progress || 0) * 100)}%` : `preview ${task.state}`;
+  const url = state.blobs.get(task.id);
+  const current = media.querySelector("video");
+  if (task.state === "succeeded" && url && (!current || current.src !== url)) {
+    const video = document.createElement("video");
+    video.src = url;
+    video.controls = true;
+    video.loop = true;
+    video.muted = true;
+    video.playsInline = true;
+    video.preload = "auto";
+    media.replaceChildren(video);
+  } else if (task.state !== "succeeded") {
+    media.replaceChildren();
+  }
+}
+
+function syncPreviews(taskId) {
+  for (const shot of story.shots) {
+    if (shot.preview && shot.preview.taskId === taskId) paintShotPreview(shot);
+  }
+}
+
+async function renderFilm(event) {
+  event.preventDefault();
+  if (!state.key) return showError(new ApiError(401, "auth.missing_key", "Paste your API key at the top of the page first."));
+  const board = composedStoryboard();
+  const missing = board.shots.findIndex((s) => !s.prompt);
+  if (missing >= 0) return showError(new ApiError(422, "input.prompt.empty", `Shot ${missing + 1} needs a prompt.`));
+  if (!story.idempotency) story.idempotency = crypto.randomUUID();
+  const button = $("film-render");
+  button.disabled = true;
+  try {
+    const task = await api("POST", "/v1/storyboards", { body: { storyboard: board }, extraHeaders: { "Idempotency-Key": story.idempotency } });
+    clearError();
+    story.idempotency = null;
+    upsertTask(task, { prepend: true });
+    watch(task.id);
+    refreshAccount();
+  } catch (err) {
+    markInvalidShot(err);
+    showError(err);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+function showTab(name) {
+  for (const [tab, panel] of [["tab-video", "panel-video"], ["tab-story", "panel-story"]]) {
+    const on = tab === `tab-${name}`;
+    $(tab).setAttribute("aria-selected", String(on));
+    $(panel).hidden = !on;
+  }
+  localStorage.setItem(TAB_STORAGE, name);
+  if (name === "story" && !story.quote) updateStoryQuote();
+}
+
+function storyVisible() {
+  return !$("panel-story").hidden;
+}
+
+function initStoryboard() {
+  loadStory();
+  $("tab-video").addEventListener("click", () => showTab("video"));
+  $("tab-story").addEventListener("click", () => showTab("story"));
+  $("shot-add").addEventListener("click", addShot);
+  $("story-form").addEventListener("submit", renderFilm);
+  for (const id of ["story-title", "story-intro", "story-music", "story-aspect", "story-transition"]) {
+    $(id).addEventListener("input", storyChanged);
+    $(id).addEventListener("change", storyChanged);
+  }
+  showTab(localStorage.getItem(TAB_STORAGE) === "story" ? "story" : "video");
+}
