@@ -186,9 +186,10 @@ def test_body_limits_and_idempotency(h) -> None:
 
 
 def _poor_key(h) -> str:
-    from kinema.service.accounts import create_account, create_key
+    from kinema.service.accounts import create_account, create_key, upsert_plan
 
-    return create_key(h.sessions, create_account(h.sessions, "poor", "free", grant_monthly=False))
+    upsert_plan(h.sessions, "empty", monthly_credits=0, concurrency=1, priority=0)  # the monthly top-up grants nothing either
+    return create_key(h.sessions, create_account(h.sessions, "poor", "empty", grant_monthly=False))
 
 
 def test_cancel_stops_a_running_film_within_a_step_and_releases_the_credits(tmp_path: Path) -> None:
