@@ -309,26 +309,34 @@ def add_routes(app: FastAPI, svc: Service) -> None:
         q = pricing.quote(svc.backend, resolved, settings.credits_per_tflop)
         stored = pin_request(stage, request.model_copy(update={"seed": resolved.seed}))  # a retry makes the same video, from the task's own inputs
         fmt = body.format or "mp4"
+        view, created = submit_task(
+            acct, response, q.credits,
+            dict(
+                id=stage.task_id, account_id=acct.id, request_json=body.model_dump_json(exclude_unset=True),
+                resolved_json=stored.model_dump_json(exclude_defaults=True), body_hash=body_hash, idempotency_key=idempotency_key,
+                callback_url=body.callback_url, output_format=fmt, total_steps=resolved.steps,
+            ),
+        )  # fmt: skip
+        if created:
+            stage.commit()  # keep the task's inputs
+        return view
+
+    def submit_task(acct: Account, response: Response, credits: int, fields: dict[str, Any]) -> tuple[TaskView, bool]:
+        """Queue a task and reserve its credits (video and storyboard tasks alike): (its view, created).
+
+        No credits: 402. A concurrent create with the same Idempotency-Key that won
+        the insert: that task, not created, status 200 (the caller then keeps nothing it staged).
+        """
         try:
-            task = svc.queue.submit(
-                dict(
-                    id=stage.task_id, account_id=acct.id, request_json=body.model_dump_json(exclude_unset=True),
-                    resolved_json=stored.model_dump_json(exclude_defaults=True), body_hash=body_hash, idempotency_key=idempotency_key,
-                    callback_url=body.callback_url, output_format=fmt, total_steps=resolved.steps,
-                ),
-                q.credits,
-            )  # fmt: skip
-            view = task_view(task)
+            return task_view(svc.queue.submit(fields, credits)), True
         except ledger.InsufficientCredits as exc:
             raise ApiError(402, "credits.insufficient", str(exc)) from None
-        except IntegrityError:  # a concurrent create with the same Idempotency-Key won
-            existing = find_idempotent(acct, idempotency_key or "", body_hash)
+        except IntegrityError:
+            existing = find_idempotent(acct, fields.get("idempotency_key") or "", fields["body_hash"])
             if existing is None:
                 raise
             response.status_code = 200
-            return existing
-        stage.commit()  # keep the task's inputs
-        return view
+            return existing, False
 
     def find_idempotent(acct: Account, key: str, body_hash: str) -> TaskView | None:
         task = svc.queue.find_idempotent(acct.id, key)
@@ -444,4 +452,4 @@ def add_routes(app: FastAPI, svc: Service) -> None:
     from kinema.service import storyboards, uploads
 
     uploads.add_routes(app, svc, account, ERRORS)
-    storyboards.add_routes(app, svc, account, find_idempotent, ERRORS)
+    storyboards.add_routes(app, svc, account, find_idempotent, submit_task, ERRORS)

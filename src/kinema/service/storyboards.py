@@ -38,13 +38,12 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, Header, Response
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.exc import IntegrityError
 
 from kinema.engine.backend import Backend, Progress, ResolvedRequest, Video
 from kinema.engine.pipeline import Pipeline
 from kinema.errors import KinemaInputError
 from kinema.request import GenerationRequest
-from kinema.service import ledger, pricing, webhooks
+from kinema.service import pricing, webhooks
 from kinema.service.errors import ApiError, code_for_message
 from kinema.service.executors import JobCancelled, is_worker_lost
 from kinema.service.moderation import check_text
@@ -255,8 +254,8 @@ def moderate(moderator: Any, board: Storyboard) -> None:
 # ---------------------------------------------------------------- routes
 
 
-def add_routes(app: FastAPI, svc: Any, account: Callable[..., Any], find_idempotent: Callable[..., Any], errors: dict[int | str, dict[str, Any]]) -> None:
-    from kinema.service.app import TaskView, task_view
+def add_routes(app: FastAPI, svc: Any, account: Callable[..., Any], find_idempotent: Callable[..., Any], submit_task: Callable[..., Any], errors: dict[int | str, dict[str, Any]]) -> None:
+    from kinema.service.app import TaskView
 
     settings = svc.settings
 
@@ -288,25 +287,16 @@ def add_routes(app: FastAPI, svc: Any, account: Callable[..., Any], find_idempot
         pinned = map_media(prepared.data, lambda value, *_: stage.pin(value))
         job = {"kind": "storyboard", "account_id": acct.id, "seed": prepared.board.seed, "storyboard": pinned}
         shown = {**body.model_dump(mode="json", exclude_unset=True), "storyboard": _short_data_urls(body.storyboard.model_dump(mode="json", exclude_unset=True))}
-        try:
-            task = svc.queue.submit(  # the same insert + reservation as a video task
-                dict(
-                    id=stage.task_id, account_id=acct.id, request_json=json.dumps(shown), resolved_json=json.dumps(job, separators=(",", ":")),
-                    body_hash=body_hash, idempotency_key=idempotency_key, callback_url=body.callback_url, output_format="mp4",
-                    total_steps=prepared.total_steps,
-                ),
-                prepared.quote.credits,
-            )  # fmt: skip
-            view = task_view(task)
-        except ledger.InsufficientCredits as exc:
-            raise ApiError(402, "credits.insufficient", str(exc)) from None
-        except IntegrityError:  # a concurrent create with the same Idempotency-Key won
-            existing = find_idempotent(acct, idempotency_key or "", body_hash)
-            if existing is None:
-                raise
-            response.status_code = 200
-            return existing
-        stage.commit()
+        view, created = submit_task(  # the same insert + reservation as a video task
+            acct, response, prepared.quote.credits,
+            dict(
+                id=stage.task_id, account_id=acct.id, request_json=json.dumps(shown), resolved_json=json.dumps(job, separators=(",", ":")),
+                body_hash=body_hash, idempotency_key=idempotency_key, callback_url=body.callback_url, output_format="mp4",
+                total_steps=prepared.total_steps,
+            ),
+        )  # fmt: skip
+        if created:
+            stage.commit()
         return view
 
 
