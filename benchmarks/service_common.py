@@ -56,9 +56,9 @@ def make_accounts(data_dir: Path, n: int, credits: int) -> list[str]:
 
 
 def start_server(data_dir: Path, port: int, *, workers: int = 2, step_delay: float = 0.0, backend: str = "fake", lease_seconds: float = 3.0, log: Path | None = None,
-                 sqlite_synchronous: str = "NORMAL") -> subprocess.Popen:  # fmt: skip
+                 sqlite_synchronous: str = "NORMAL", worker_nice: int | None = None) -> subprocess.Popen:  # fmt: skip
     cmd = [sys.executable, __file__, "--data-dir", str(data_dir), "--port", str(port), "--workers", str(workers), "--step-delay", str(step_delay), "--backend", backend,
-           "--lease-seconds", str(lease_seconds), "--sqlite-synchronous", sqlite_synchronous]  # fmt: skip
+           "--lease-seconds", str(lease_seconds), "--sqlite-synchronous", sqlite_synchronous] + _nice_args(worker_nice)  # fmt: skip
     out = open(log or os.devnull, "ab")
     proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120
@@ -74,10 +74,11 @@ def start_server(data_dir: Path, port: int, *, workers: int = 2, step_delay: flo
     raise TimeoutError("server did not start")
 
 
-def start_worker(data_dir: Path, *, workers: int = 1, step_delay: float = 0.0, backend: str = "fake", lease_seconds: float = 3.0, log: Path | None = None) -> subprocess.Popen:
+def start_worker(data_dir: Path, *, workers: int = 1, step_delay: float = 0.0, backend: str = "fake", lease_seconds: float = 3.0, log: Path | None = None,
+                 worker_nice: int | None = None) -> subprocess.Popen:  # fmt: skip
     """A worker process (`run_worker_process`, what `kinema worker` runs) over the server's database; returns once it runs."""
     cmd = [sys.executable, __file__, "--role", "worker", "--data-dir", str(data_dir), "--workers", str(workers), "--step-delay", str(step_delay),
-           "--backend", backend, "--lease-seconds", str(lease_seconds)]  # fmt: skip
+           "--backend", backend, "--lease-seconds", str(lease_seconds)] + _nice_args(worker_nice)  # fmt: skip
     out = open(log or os.devnull, "ab")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=out)
     assert proc.stdout is not None
@@ -86,6 +87,11 @@ def start_worker(data_dir: Path, *, workers: int = 1, step_delay: float = 0.0, b
         proc.kill()
         raise RuntimeError(f"worker did not start (exit {proc.wait()})")
     return proc
+
+
+def _nice_args(worker_nice: int | None) -> list[str]:
+    """None: the service's default (and no flag, so older checkouts run too)."""
+    return [] if worker_nice is None else ["--worker-nice", str(worker_nice)]
 
 
 def audit(data_dir: Path) -> dict[str, Any]:
@@ -160,6 +166,7 @@ def main() -> None:
     p.add_argument("--lease-seconds", type=float, default=3.0)
     p.add_argument("--sqlite-synchronous", default="NORMAL")
     p.add_argument("--role", choices=("server", "worker"), default="server")
+    p.add_argument("--worker-nice", type=int, default=None, help="Settings.worker_nice (default: the service's)")
     a = p.parse_args()
 
     if a.backend == "fake":
@@ -170,7 +177,9 @@ def main() -> None:
         factory = functools.partial(native_backend, None)
     else:
         factory = functools.partial(_tiny_backend, a.backend)
-    extra = {} if a.sqlite_synchronous == "NORMAL" else {"sqlite_synchronous": a.sqlite_synchronous}  # (the default: also runs older versions)
+    extra: dict[str, Any] = {} if a.sqlite_synchronous == "NORMAL" else {"sqlite_synchronous": a.sqlite_synchronous}  # (the default: also runs older versions)
+    if a.worker_nice is not None:
+        extra["worker_nice"] = a.worker_nice
     s = settings(a.data_dir, workers=a.workers, lease_seconds=a.lease_seconds, **extra)
     if a.role == "worker":
         import signal

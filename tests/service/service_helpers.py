@@ -77,6 +77,14 @@ class Harness:
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.key}"}
 
+    @property
+    def settings(self) -> Any:
+        return self.app.state.service.settings
+
+    def balance(self) -> int:
+        """The account's available credits, as the API reports them."""
+        return self.client.get("/v1/account", headers=self.headers).json()["credits_available"]
+
 
 def make_harness(tmp: Path, backend_factory: Any, *, plan: str = "standard", **settings_kw: Any) -> Harness:
     from fastapi.testclient import TestClient

@@ -86,9 +86,6 @@ def h(pg_url: str, tmp_path: Path) -> Iterator[Any]:
     harness.client.__exit__(None, None, None)
 
 
-def balance(h: Any) -> int:
-    return h.client.get("/v1/account", headers=h.headers).json()["credits_available"]
-
 
 def ledger_total(sessions: Any, account_id: str) -> dict[str, int]:
     with sessions() as s:
@@ -105,14 +102,14 @@ def test_migrations_run_twice_on_postgres(pg_url: str, tmp_path: Path) -> None:
 
 
 def test_submit_run_succeed_and_the_ledger_balances(h: Any) -> None:
-    start = balance(h)
+    start = h.balance()
     ids = [h.client.post("/v1/tasks", json={"prompt": f"ball {i}", "seed": i}, headers=h.headers).json()["id"] for i in range(3)]
     done = [wait_for(h.client, h.headers, tid, {"succeeded", "failed", "cancelled"}) for tid in ids]
     assert [d["state"] for d in done] == ["succeeded"] * 3
     charged = sum(d["credits_charged"] for d in done)
-    assert charged > 0 and balance(h) == start - charged
+    assert charged > 0 and h.balance() == start - charged
     kinds = ledger_total(h.sessions, h.account_id)
-    assert kinds["grant"] - charged == balance(h)  # every reservation was captured or released: nothing left hanging
+    assert kinds["grant"] - charged == h.balance()  # every reservation was captured or released: nothing left hanging
     assert kinds["reserve"] + kinds.get("release", 0) == -charged
 
 
@@ -121,7 +118,7 @@ def test_cancel_queued_and_running_on_postgres(pg_url: str, tmp_path: Path) -> N
     runs: dict[str, int] = {}
     h = make_harness(tmp_path, lambda: FakeBackend(gate=gate, runs=runs), plan="free", database_url=pg_url)  # free: one at a time
     try:
-        before = balance(h)
+        before = h.balance()
         running = h.client.post("/v1/tasks", json={"prompt": "first", "steps": 20}, headers=h.headers).json()["id"]
         assert wait_for(h.client, h.headers, running, {"running"})["state"] == "running"
         queued = h.client.post("/v1/tasks", json={"prompt": "second"}, headers=h.headers).json()["id"]
@@ -129,7 +126,7 @@ def test_cancel_queued_and_running_on_postgres(pg_url: str, tmp_path: Path) -> N
         h.client.post(f"/v1/tasks/{running}/cancel", headers=h.headers)
         done = wait_for(h.client, h.headers, running, {"cancelled", "succeeded", "failed"})
         assert done["state"] == "cancelled" and done["step"] <= 2 < done["total_steps"]
-        assert done["credits_charged"] == 0 and balance(h) == before
+        assert done["credits_charged"] == 0 and h.balance() == before
         assert runs.get("second", 0) == 0
     finally:
         gate.set()
@@ -139,11 +136,11 @@ def test_cancel_queued_and_running_on_postgres(pg_url: str, tmp_path: Path) -> N
 def test_failed_generation_releases_credits_on_postgres(pg_url: str, tmp_path: Path) -> None:
     h = make_harness(tmp_path, lambda: FakeBackend(fail_with=RuntimeError("boom")), database_url=pg_url)
     try:
-        before = balance(h)
+        before = h.balance()
         tid = h.client.post("/v1/tasks", json={"prompt": "x"}, headers=h.headers).json()["id"]
         done = wait_for(h.client, h.headers, tid, {"failed", "succeeded"})
         assert done["state"] == "failed" and done["error"]["code"] == "internal.generation"
-        assert done["credits_charged"] == 0 and balance(h) == before
+        assert done["credits_charged"] == 0 and h.balance() == before
     finally:
         h.client.__exit__(None, None, None)
 

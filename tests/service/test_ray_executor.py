@@ -120,14 +120,14 @@ def test_the_service_runs_its_tasks_on_ray(pool: RayPool, model_dir: Path, tmp_p
         executor = h.app.state.service.workers.executor
         assert isinstance(executor, RayPool) and executor.size == 1
         assert executor.workers_info()[0]["pid"] != os.getpid()
-        before = h.client.get("/v1/account", headers=h.headers).json()["credits_available"]
+        before = h.balance()
         task = h.client.post("/v1/tasks", json={"prompt": "a red ball", "seed": 5, "steps": 3}, headers=h.headers).json()
         done = wait_for(h.client, h.headers, task["id"], {"succeeded", "failed", "cancelled"})
         assert done["state"] == "succeeded", done
         assert done["step"] == done["total_steps"] == 3 and done["progress"] == 1.0
         video = h.client.get(done["download_url"], headers=h.headers)
         assert video.status_code == 200 and video.content[4:8] == b"ftyp"
-        after = h.client.get("/v1/account", headers=h.headers).json()["credits_available"]
+        after = h.balance()
         assert after == before - done["credits_charged"] and done["credits_charged"] > 0
     finally:
         h.client.__exit__(None, None, None)

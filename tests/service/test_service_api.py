@@ -21,12 +21,9 @@ def h(tmp_path: Path):
     harness.client.__exit__(None, None, None)
 
 
-def balance(h) -> int:
-    return h.client.get("/v1/account", headers=h.headers).json()["credits_available"]
-
 
 def test_create_run_download_and_charge_what_was_quoted(h) -> None:
-    before = balance(h)
+    before = h.balance()
     quote = h.client.post("/v1/quotes", json={"prompt": "a red ball", "width": 64, "height": 32}, headers=h.headers).json()
     r = h.client.post("/v1/tasks", json={"prompt": "a red ball", "width": 64, "height": 32, "seed": 5}, headers=h.headers)
     assert r.status_code == 201, r.text
@@ -35,7 +32,7 @@ def test_create_run_download_and_charge_what_was_quoted(h) -> None:
     done = wait_for(h.client, h.headers, task["id"], {"succeeded", "failed"})
     assert done["state"] == "succeeded" and done["progress"] == 1.0 and done["step"] == done["total_steps"] == 4
     assert done["credits_charged"] == quote["credits"]
-    assert balance(h) == before - quote["credits"]
+    assert h.balance() == before - quote["credits"]
     video = h.client.get(done["download_url"], headers=h.headers)
     assert video.status_code == 200 and video.headers["content-type"] == "video/mp4"
     assert f'kinema-{task["id"]}.mp4' in video.headers["content-disposition"]
@@ -76,12 +73,12 @@ BAD = [
 
 @pytest.mark.parametrize("body,status,code", BAD)
 def test_bad_input_is_a_coded_4xx_that_stores_and_charges_nothing(h, body: str, status: int, code: str) -> None:
-    before = balance(h)
+    before = h.balance()
     r = h.client.post("/v1/tasks", content=body, headers={**h.headers, "content-type": "application/json"})
     assert r.status_code == status, r.text
     assert r.json()["error"]["code"] == code
     assert h.client.get("/v1/tasks", headers=h.headers).json()["items"] == []
-    assert balance(h) == before
+    assert h.balance() == before
 
 
 def test_auth_is_required_and_checked(h) -> None:
@@ -151,11 +148,11 @@ def test_delete_only_when_finished_and_the_file_goes(h) -> None:
 def test_failed_generation_releases_credits(tmp_path: Path) -> None:
     h = make_harness(tmp_path, lambda: FakeBackend(fail_with=RuntimeError("boom")))
     try:
-        before = balance(h)
+        before = h.balance()
         tid = h.client.post("/v1/tasks", json={"prompt": "x"}, headers=h.headers).json()["id"]
         done = wait_for(h.client, h.headers, tid, {"failed", "succeeded"})
         assert done["state"] == "failed" and done["error"]["code"] == "internal.generation"
-        assert done["credits_charged"] == 0 and balance(h) == before
+        assert done["credits_charged"] == 0 and h.balance() == before
     finally:
         h.client.__exit__(None, None, None)
 
@@ -165,7 +162,7 @@ def test_cancel_queued_and_running_release_credits_and_stop_within_a_step(tmp_pa
     runs: dict[str, int] = {}
     h = make_harness(tmp_path, lambda: FakeBackend(gate=gate, runs=runs), plan="free")  # free: one at a time
     try:
-        before = balance(h)
+        before = h.balance()
         running = h.client.post("/v1/tasks", json={"prompt": "first", "steps": 20}, headers=h.headers).json()["id"]
         assert wait_for(h.client, h.headers, running, {"running"})["state"] == "running"
         queued = h.client.post("/v1/tasks", json={"prompt": "second"}, headers=h.headers).json()["id"]
@@ -173,7 +170,7 @@ def test_cancel_queued_and_running_release_credits_and_stop_within_a_step(tmp_pa
         h.client.post(f"/v1/tasks/{running}/cancel", headers=h.headers)
         done = wait_for(h.client, h.headers, running, {"cancelled", "succeeded", "failed"})
         assert done["state"] == "cancelled" and done["step"] <= 2 < done["total_steps"]  # held at step 1; stopped at once
-        assert done["credits_charged"] == 0 and balance(h) == before
+        assert done["credits_charged"] == 0 and h.balance() == before
         assert runs.get("second", 0) == 0
     finally:
         gate.set()

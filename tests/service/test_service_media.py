@@ -27,16 +27,10 @@ def h(tmp_path: Path):
     harness.client.__exit__(None, None, None)
 
 
-def balance(h) -> int:
-    return h.client.get("/v1/account", headers=h.headers).json()["credits_available"]
-
-
-def settings(h):
-    return h.app.state.service.settings
 
 
 def task_inputs(h, task_id: str) -> list[Path]:
-    return stored_files(settings(h).inputs_dir / task_id)
+    return stored_files(h.settings.inputs_dir / task_id)
 
 
 def test_upload_kinds_are_read_from_the_content(h) -> None:
@@ -76,7 +70,7 @@ def test_every_conditioning_input_runs_from_uploads(h) -> None:
     # the extension's output is the given video followed by its continuation
     from kinema.video.io import read_video
 
-    out = settings(h).outputs_dir / f"{task['id']}.mp4"
+    out = h.settings.outputs_dir / f"{task['id']}.mp4"
     assert read_video(out)[0].shape[0] > 16
 
 
@@ -91,12 +85,12 @@ def test_deleting_an_upload_does_not_break_a_queued_task_and_deleting_the_task_r
         wait_for(h.client, h.headers, blocker, {"running"})
         queued = h.client.post("/v1/tasks", json={"prompt": "second", "image": up}, headers=h.headers).json()["id"]
         assert h.client.delete(f"/v1/uploads/{up}", headers=h.headers).status_code == 204
-        assert stored_files(settings(h).uploads_dir) == []
+        assert stored_files(h.settings.uploads_dir) == []
         gate.set()
         assert wait_for(h.client, h.headers, queued, {"succeeded", "failed"})["state"] == "succeeded"
         assert task_inputs(h, queued)
         assert h.client.delete(f"/v1/tasks/{queued}", headers=h.headers).status_code == 204
-        assert task_inputs(h, queued) == [] and not (settings(h).inputs_dir / queued).exists()
+        assert task_inputs(h, queued) == [] and not (h.settings.inputs_dir / queued).exists()
     finally:
         gate.set()
         h.client.__exit__(None, None, None)
@@ -106,10 +100,10 @@ def test_data_urls_work_inline_and_leave_only_the_tasks_copy(h) -> None:
     body = {"prompt": "a ball", "image": data_url(png()), "seconds": 1, "keyframes": [{"image": data_url(png(color=(9, 9, 9))), "seconds": 0.5}]}
     q = h.client.post("/v1/quotes", json=body, headers=h.headers)
     assert q.status_code == 200, q.text
-    assert stored_files(settings(h).uploads_dir) == [] and stored_files(settings(h).inputs_dir) == []  # a quote stores nothing
+    assert stored_files(h.settings.uploads_dir) == [] and stored_files(h.settings.inputs_dir) == []  # a quote stores nothing
     r = h.client.post("/v1/tasks", json=body, headers=h.headers)
     assert r.status_code == 201, r.text
-    assert stored_files(settings(h).uploads_dir) == []  # the inline uploads are not kept as uploads
+    assert stored_files(h.settings.uploads_dir) == []  # the inline uploads are not kept as uploads
     assert len(task_inputs(h, r.json()["id"])) == 2
     assert wait_for(h.client, h.headers, r.json()["id"], {"succeeded", "failed"})["state"] == "succeeded"
 
@@ -129,26 +123,26 @@ BAD_UPLOADS = [
 def test_bad_uploads_are_coded_and_store_nothing(h, data: bytes, status: int, code: str) -> None:
     r = upload(h, data)
     assert r.status_code == status and r.json()["error"]["code"] == code, r.text
-    assert stored_files(settings(h).uploads_dir) == []
+    assert stored_files(h.settings.uploads_dir) == []
 
 
 @pytest.mark.parametrize("data,status,code", [(d, s, c) for d, s, c in BAD_UPLOADS if s == 422 and c.startswith("input.image")])
 def test_bad_inline_images_are_refused_with_the_same_codes_and_charge_nothing(h, data: bytes, status: int, code: str) -> None:
-    before = balance(h)
+    before = h.balance()
     r = h.client.post("/v1/tasks", json={"prompt": "a ball", "image": data_url(data)}, headers=h.headers)
     assert r.status_code == status and r.json()["error"]["code"] == code, r.text
-    assert h.client.get("/v1/tasks", headers=h.headers).json()["items"] == [] and balance(h) == before
-    assert stored_files(settings(h).uploads_dir) == [] and stored_files(settings(h).inputs_dir) == []
+    assert h.client.get("/v1/tasks", headers=h.headers).json()["items"] == [] and h.balance() == before
+    assert stored_files(h.settings.uploads_dir) == [] and stored_files(h.settings.inputs_dir) == []
 
 
 def test_a_too_short_video_is_refused_when_the_task_is_made(h) -> None:
     short = upload(h, mp4(frames=3)).json()["id"]  # 3 frames; extending needs 5 at the model's fps
-    before = balance(h)
+    before = h.balance()
     r = h.client.post("/v1/tasks", json={"prompt": "more", "video": short}, headers=h.headers)
     assert r.status_code == 422 and r.json()["error"]["code"] == "input.video.too_short", r.text
-    assert short in r.json()["error"]["message"] and str(settings(h).data_dir) not in r.json()["error"]["message"]  # no server paths
-    assert h.client.get("/v1/tasks", headers=h.headers).json()["items"] == [] and balance(h) == before
-    assert stored_files(settings(h).inputs_dir) == []
+    assert short in r.json()["error"]["message"] and str(h.settings.data_dir) not in r.json()["error"]["message"]  # no server paths
+    assert h.client.get("/v1/tasks", headers=h.headers).json()["items"] == [] and h.balance() == before
+    assert stored_files(h.settings.inputs_dir) == []
 
 
 def test_references_must_be_own_uploads_of_the_right_kind(h) -> None:
@@ -181,11 +175,11 @@ def test_references_must_be_own_uploads_of_the_right_kind(h) -> None:
 def test_a_model_without_the_task_refuses_and_charges_nothing(tmp_path: Path) -> None:
     h = make_harness(tmp_path, FakeBackend)
     try:
-        before = balance(h)
+        before = h.balance()
         for body in ({"image": upload(h, png()).json()["id"]}, {"video": upload(h, mp4()).json()["id"]}):
             r = h.client.post("/v1/tasks", json={"prompt": "a ball", **body}, headers=h.headers)
             assert r.status_code == 422 and r.json()["error"]["code"] == "input.task.unsupported", r.text
-        assert balance(h) == before and stored_files(h.app.state.service.settings.inputs_dir) == []
+        assert h.balance() == before and stored_files(h.app.state.service.settings.inputs_dir) == []
     finally:
         h.client.__exit__(None, None, None)
 
@@ -205,7 +199,7 @@ def test_the_default_image_rule_is_a_perceptual_hash_blocklist(tmp_path: Path) -
     assert hash_distance(image_hash(blocked), image_hash(resized)) <= 2  # near-duplicates stay near
     h = make_harness(tmp_path, lambda: FakeBackend(tasks=ALL_TASKS), moderation_image_hashes=(image_hash(blocked),))
     try:
-        before = balance(h)
+        before = h.balance()
         import io
 
         buf = io.BytesIO()
@@ -222,7 +216,7 @@ def test_the_default_image_rule_is_a_perceptual_hash_blocklist(tmp_path: Path) -
         path = write_video(video, tmp_path / "blocked.mp4", 8.0)
         r = upload(h, path.read_bytes())
         assert r.status_code == 422 and r.json()["error"]["code"] == "moderation.image", r.text
-        assert files(h.app.state.service.settings.uploads_dir) == [] and balance(h) == before
+        assert files(h.app.state.service.settings.uploads_dir) == [] and h.balance() == before
         assert upload(h, png(pattern=False)).status_code == 201  # other images pass
     finally:
         h.client.__exit__(None, None, None)

@@ -47,12 +47,6 @@ def h(tmp_path: Path, runs: dict[str, int]):
     harness.client.__exit__(None, None, None)
 
 
-def balance(h) -> int:
-    return h.client.get("/v1/account", headers=h.headers).json()["credits_available"]
-
-
-def settings(h):
-    return h.app.state.service.settings
 
 
 def test_the_quote_is_the_sum_of_each_shots_video_task_price(h) -> None:
@@ -75,7 +69,7 @@ def test_a_storyboard_task_runs_in_the_queue_is_charged_its_quote_and_downloads_
     from kinema.studio.mux import stream_report
     from kinema.video.io import read_video
 
-    before = balance(h)
+    before = h.balance()
     quote = h.client.post("/v1/storyboards/quotes", json={"storyboard": board()}, headers=h.headers).json()
     r = h.client.post("/v1/storyboards", json={"storyboard": board()}, headers=h.headers)
     assert r.status_code == 201, r.text
@@ -85,7 +79,7 @@ def test_a_storyboard_task_runs_in_the_queue_is_charged_its_quote_and_downloads_
     assert task["total_steps"] == quote["steps"] + 1  # + composition
     done = wait_for(h.client, h.headers, task["id"], {"succeeded", "failed", "cancelled"})
     assert done["state"] == "succeeded", done
-    assert done["progress"] == 1.0 and done["credits_charged"] == quote["credits"] and balance(h) == before - quote["credits"]
+    assert done["progress"] == 1.0 and done["credits_charged"] == quote["credits"] and h.balance() == before - quote["credits"]
     assert sorted(runs) == sorted(s["prompt"] for s in quote["shots"])
     assert [t["id"] for t in h.client.get("/v1/tasks", headers=h.headers).json()["items"]] == [task["id"]]
     film = h.client.get(done["download_url"], headers=h.headers)
@@ -97,11 +91,11 @@ def test_a_storyboard_task_runs_in_the_queue_is_charged_its_quote_and_downloads_
     assert frames.shape[1:3] == (36, 64) and fps == pytest.approx(8)
     assert len(frames) == round(quote["duration"] * 8)
     assert "subtitle" in stream_report(path)  # the caption, as a soft subtitle track
-    assert not list(settings(h).outputs_dir.glob("*.srt"))  # one file: captions are the MP4's soft subtitles
+    assert not list(h.settings.outputs_dir.glob("*.srt"))  # one file: captions are the MP4's soft subtitles
 
     # Deleting the task removes the film.
     assert h.client.delete(f"/v1/tasks/{task['id']}", headers=h.headers).status_code == 204
-    assert not (settings(h).outputs_dir / f"{task['id']}.mp4").exists()
+    assert not (h.settings.outputs_dir / f"{task['id']}.mp4").exists()
 
 
 def test_an_unchanged_film_reuses_its_shots_and_an_edit_regenerates_one(h, runs) -> None:
@@ -131,7 +125,7 @@ def test_subject_images_and_a_soundtrack_come_from_uploads(h, tmp_path: Path) ->
     assert r.status_code == 201, r.text
     tid = r.json()["id"]
     assert r.json()["request"]["storyboard"]["subjects"][0]["image"] == ref  # ids as sent, no server paths
-    assert len(stored_files(settings(h).inputs_dir / tid)) == 2  # the task's own copies
+    assert len(stored_files(h.settings.inputs_dir / tid)) == 2  # the task's own copies
     h.client.delete(f"/v1/uploads/{ref}", headers=h.headers)  # the task does not need the upload any more
     done = wait_for(h.client, h.headers, tid, {"succeeded", "failed", "cancelled"})
     assert done["state"] == "succeeded", done
@@ -139,7 +133,7 @@ def test_subject_images_and_a_soundtrack_come_from_uploads(h, tmp_path: Path) ->
     path.write_bytes(h.client.get(done["download_url"], headers=h.headers).content)
     assert "audio" in stream_report(path)
     assert h.client.delete(f"/v1/tasks/{tid}", headers=h.headers).status_code == 204
-    assert not (settings(h).inputs_dir / tid).exists()
+    assert not (h.settings.inputs_dir / tid).exists()
 
 
 BAD = [
@@ -160,13 +154,13 @@ BAD = [
 
 @pytest.mark.parametrize("data,code,where", BAD)
 def test_bad_storyboards_are_coded_422s_naming_the_field_and_store_nothing(h, data: dict[str, Any], code: str, where: str) -> None:
-    before = balance(h)
+    before = h.balance()
     for path in ("/v1/storyboards/quotes", "/v1/storyboards"):
         r = h.client.post(path, json={"storyboard": data}, headers=h.headers)
         assert r.status_code == 422, r.text
         assert r.json()["error"]["code"] == code and r.json()["error"]["message"].startswith(where), r.text
-    assert h.client.get("/v1/tasks", headers=h.headers).json()["items"] == [] and balance(h) == before
-    assert stored_files(settings(h).inputs_dir) == []
+    assert h.client.get("/v1/tasks", headers=h.headers).json()["items"] == [] and h.balance() == before
+    assert stored_files(h.settings.inputs_dir) == []
 
 
 def test_body_limits_and_idempotency(h) -> None:
@@ -197,13 +191,13 @@ def test_cancel_stops_a_running_film_within_a_step_and_releases_the_credits(tmp_
     runs: dict[str, int] = {}
     h = make_harness(tmp_path, lambda: FakeBackend(gate=gate, runs=runs, tasks=("camera-control",)))
     try:
-        before = balance(h)
+        before = h.balance()
         tid = h.client.post("/v1/storyboards", json={"storyboard": board()}, headers=h.headers).json()["id"]
         running = wait_for(h.client, h.headers, tid, {"running"})
         assert running["state"] == "running"
         h.client.post(f"/v1/tasks/{tid}/cancel", headers=h.headers)
         done = wait_for(h.client, h.headers, tid, {"cancelled", "succeeded", "failed"})
-        assert done["state"] == "cancelled" and done["credits_charged"] == 0 and balance(h) == before
+        assert done["state"] == "cancelled" and done["credits_charged"] == 0 and h.balance() == before
         assert sum(runs.values()) == 1  # stopped in the first shot; the others never started
         assert not (h.app.state.service.settings.outputs_dir / f"{tid}.mp4").exists()
     finally:
@@ -214,12 +208,12 @@ def test_cancel_stops_a_running_film_within_a_step_and_releases_the_credits(tmp_
 def test_a_failing_shot_fails_the_film_and_releases_the_credits(tmp_path: Path) -> None:
     h = make_harness(tmp_path, lambda: FakeBackend(fail_with=RuntimeError("out of memory (simulated)"), tasks=("camera-control",)))
     try:
-        before = balance(h)
+        before = h.balance()
         tid = h.client.post("/v1/storyboards", json={"storyboard": board()}, headers=h.headers).json()["id"]
         done = wait_for(h.client, h.headers, tid, {"succeeded", "failed", "cancelled"})
         assert done["state"] == "failed" and done["error"]["code"] == "internal.generation"
         assert "shots[0]" in done["error"]["message"] and "out of memory" in done["error"]["message"]
-        assert done["credits_charged"] == 0 and balance(h) == before
+        assert done["credits_charged"] == 0 and h.balance() == before
     finally:
         h.client.__exit__(None, None, None)
 

@@ -69,10 +69,10 @@ def test_image_must_be_an_own_upload_id(h) -> None:
 def test_a_text_only_model_refuses_an_image_and_charges_nothing(tmp_path: Path) -> None:
     h = make_harness(tmp_path, FakeBackend)
     try:
-        before = h.client.get("/v1/account", headers=h.headers).json()["credits_available"]
+        before = h.balance()
         up = upload(h, png()).json()["id"]
         r = h.client.post("/v1/tasks", json={"prompt": "a ball", "image": up}, headers=h.headers)
         assert r.status_code == 422 and r.json()["error"]["code"] == "input.task.unsupported", r.text
-        assert h.client.get("/v1/account", headers=h.headers).json()["credits_available"] == before
+        assert h.balance() == before
     finally:
         h.client.__exit__(None, None, None)

@@ -224,7 +224,7 @@ def test_a_killed_worker_process_s_task_runs_again_elsewhere(tmp_path: Path) -> 
     h = make_harness(tmp_path, FakeBackend, workers=0, lease_seconds=2.0, plan="pro")
     procs: list[subprocess.Popen] = []
     try:
-        before = h.client.get("/v1/account", headers=h.headers).json()["credits_available"]
+        before = h.balance()
         task = h.client.post("/v1/tasks", json={"prompt": "a red ball", "seed": 9, "steps": 60}, headers=h.headers).json()
         procs.append(start_worker_process(tmp_path, lease=2.0))
         running = wait_for(h.client, h.headers, task["id"], {"running", *TERMINAL})
@@ -238,7 +238,7 @@ def test_a_killed_worker_process_s_task_runs_again_elsewhere(tmp_path: Path) -> 
         done = wait_for(h.client, h.headers, task["id"], TERMINAL, timeout=300)
         assert done["state"] == "succeeded", done
         assert done["attempts"] == 2
-        after = h.client.get("/v1/account", headers=h.headers).json()["credits_available"]
+        after = h.balance()
         assert after == before - done["credits_charged"] and done["credits_charged"] == done["credits_reserved"] > 0
         with h.sessions() as s:
             kinds = sorted(e.kind for e in s.scalars(select(LedgerEntry).where(LedgerEntry.task_id == task["id"])))
@@ -348,3 +348,27 @@ def test_serve_passes_gpus_per_worker_to_the_settings(tmp_path: Path, monkeypatc
     r = CliRunner().invoke(app, ["serve", "--executor", "ray", "--workers", "2", "--gpus-per-worker", "1", "--data-dir", str(tmp_path)])
     assert r.exit_code == 0, r.output
     assert seen["settings"].gpus_per_worker == 1.0 and seen["settings"].workers == 2 and seen["settings"].executor == "ray"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread priorities are a Linux feature")
+def test_worker_threads_run_at_a_lower_cpu_priority_than_the_api(tmp_path: Path) -> None:
+    base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    if base + 3 > 19:
+        pytest.skip("the test process already runs at the lowest priority")
+    h = make_harness(tmp_path, FakeBackend, workers=1, worker_nice=3)
+    try:
+        worker = next(t for t in threading.enumerate() if t.name == "kinema-worker-0")
+        deadline = time.monotonic() + 60
+        while os.getpriority(os.PRIO_PROCESS, worker.native_id) == base and time.monotonic() < deadline:
+            time.sleep(0.01)  # the thread lowers its own priority as its loop starts
+        assert os.getpriority(os.PRIO_PROCESS, worker.native_id) == base + 3
+        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base  # the API's threads keep theirs
+        task = h.client.post("/v1/tasks", json={"prompt": "a red ball", "seed": 1}, headers=h.headers).json()
+        assert wait_for(h.client, h.headers, task["id"], {"succeeded", "failed"})["state"] == "succeeded"
+    finally:
+        h.client.__exit__(None, None, None)
+
+
+def test_worker_nice_outside_0_to_19_is_refused() -> None:
+    with pytest.raises(ValueError, match="worker_nice must be in 0..19"):
+        Settings(worker_nice=20)

@@ -30,7 +30,7 @@ from kinema.errors import KinemaInputError
 SUITE_CHOICES = ("seen", "heldout", "all")
 
 
-def _generator(model: Optional[str], steps: Optional[int], guidance: Optional[float] = None, device: str = "auto", options: Any = None):
+def suite_generator(model: Optional[str], steps: Optional[int], guidance: Optional[float] = None, device: str = "auto", options: Any = None):
     """A SuiteItem -> frames callable backed by the engine's Pipeline (imported lazily)."""
     from kinema.engine.pipeline import Pipeline
 
@@ -106,7 +106,7 @@ def evaluate(
         raise KinemaInputError(f"cannot write {json_out}: directory {json_out.parent} does not exist")
     names = SUITES if suite == "all" else (suite,)
     suites = {n: build_suite(n, size=size, n_items=limit or DEFAULT_ITEMS) for n in names}
-    generate = render_item if ground_truth else _generator(model, steps, guidance, device, options)
+    generate = render_item if ground_truth else suite_generator(model, steps, guidance, device, options)
     results = {n: run_evaluation(generate, items, progress=progress) for n, items in suites.items()}
     report = {
         "model": "ground-truth" if ground_truth else (str(model) if model else "builtin"),

@@ -35,6 +35,9 @@ def native_backend(model: str | None, options: Any = None, device: str = "cpu") 
     return pipe.backend
 
 
+WORKER_NICE_HELP = "Lower the workers' CPU priority by this much (0-19; 0 = the API's own), so requests are answered before video is made."
+
+
 def serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8000, help="Port to listen on."),
@@ -54,6 +57,7 @@ def serve(
     ray_address: str | None = typer.Option(None, help="Ray cluster address (executor ray; default: a local Ray)."),
     credits_per_tflop: float = typer.Option(1.0, help="Price of compute."),
     lease_seconds: float = typer.Option(30.0, help="A job whose worker is silent this long is retried."),
+    worker_nice: int = typer.Option(10, help=WORKER_NICE_HELP),
     webhook_allow_private: bool = typer.Option(False, help="Allow webhooks to loopback/private addresses (testing only)."),
     blocklist: str | None = typer.Option(None, help="Comma-separated words the moderation check refuses (default: a short built-in list)."),
 ) -> None:
@@ -72,7 +76,7 @@ def serve(
         kw["moderation_blocklist"] = tuple(w for w in blocklist.split(",") if w.strip())
     settings = Settings(
         data_dir=data_dir, database_url=database_url, executor=executor, workers=workers, ray_address=ray_address, gpus_per_worker=gpus_per_worker,  # type: ignore[arg-type]
-        credits_per_tflop=credits_per_tflop, lease_seconds=lease_seconds, webhook_allow_private=webhook_allow_private, **kw,
+        credits_per_tflop=credits_per_tflop, lease_seconds=lease_seconds, worker_nice=worker_nice, webhook_allow_private=webhook_allow_private, **kw,
     )  # fmt: skip
     app = create_app(settings, functools.partial(native_backend, str(model) if model else None, options, device))
     typer.echo(f"kinema service on http://{host}:{port}  (studio at /studio/, API docs at /docs; data in {data_dir})")

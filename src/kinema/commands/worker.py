@@ -32,6 +32,7 @@ from kinema.commands.model_options import (
     vae_slicing_option,
     vae_tiling_option,
 )
+from kinema.commands.serve import WORKER_NICE_HELP
 
 
 def worker(
@@ -47,6 +48,7 @@ def worker(
     torch_compile: bool = compile_option(),
     workers: int = typer.Option(1, help="Worker threads in this process, each with its own loaded model."),
     lease_seconds: float = typer.Option(30.0, help="The server's --lease-seconds: a job whose worker is silent this long is retried."),
+    nice: int = typer.Option(10, help=WORKER_NICE_HELP),
 ) -> None:
     """Claim and run tasks from the service's queue (no HTTP)."""
     from kinema.commands.serve import native_backend
@@ -57,7 +59,7 @@ def worker(
     if workers < 1:
         raise KinemaInputError(f"--workers must be >= 1, got {workers}")
     options = build_options(dtype, offload, vae_tiling, vae_slicing, attention, torch_compile)
-    settings = Settings(data_dir=data_dir, database_url=database_url, workers=workers, lease_seconds=lease_seconds)
+    settings = Settings(data_dir=data_dir, database_url=database_url, workers=workers, lease_seconds=lease_seconds, worker_nice=nice)
     stop = threading.Event()
 
     def on_signal(_sig: int, _frame: Any) -> None:

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from kinema.errors import KinemaInputError
+
 
 @dataclass
 class Settings:
@@ -30,6 +32,7 @@ class Settings:
     heartbeat_seconds: float | None = None  # None -> lease_seconds / 3
     reap_seconds: float = 1.0  # how often the reaper and webhook sender look
     poll_seconds: float = 0.2  # how often an idle worker looks for a job
+    worker_nice: int = 10  # workers run at this lower CPU priority (0-19) so the API answers first on a shared machine
     max_attempts: int = 3
     sqlite_synchronous: str = "NORMAL"  # SQLite only: "NORMAL" (a commit survives kill -9 of any process) or "FULL" (and power loss); see db.make_engine
     auth_cache_seconds: float = 2.0  # an API key's account is remembered this long; a revoked key stops working within this time
@@ -55,15 +58,17 @@ class Settings:
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
         if self.executor not in ("local", "ray"):
-            raise ValueError(f"executor must be 'local' or 'ray', got {self.executor!r}")
+            raise KinemaInputError(f"executor must be 'local' or 'ray', got {self.executor!r}")
         if self.workers < 0:
-            raise ValueError(f"workers must be >= 0 (0: none in this process, run `kinema worker`), got {self.workers}")
+            raise KinemaInputError(f"workers must be >= 0 (0: none in this process, run `kinema worker`), got {self.workers}")
         if self.lease_seconds <= 0 or self.max_attempts < 1:
-            raise ValueError("lease_seconds must be > 0 and max_attempts >= 1")
+            raise KinemaInputError("lease_seconds must be > 0 and max_attempts >= 1")
         if self.sqlite_synchronous.upper() not in ("NORMAL", "FULL"):
-            raise ValueError(f"sqlite_synchronous must be NORMAL or FULL, got {self.sqlite_synchronous!r}")
+            raise KinemaInputError(f"sqlite_synchronous must be NORMAL or FULL, got {self.sqlite_synchronous!r}")
+        if not 0 <= self.worker_nice <= 19:
+            raise KinemaInputError(f"worker_nice must be in 0..19 (0: the API's own priority), got {self.worker_nice}")
         if self.auth_cache_seconds < 0 or self.gpus_per_worker < 0:
-            raise ValueError("auth_cache_seconds and gpus_per_worker must be >= 0")
+            raise KinemaInputError("auth_cache_seconds and gpus_per_worker must be >= 0")
 
     @property
     def url(self) -> str:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 import threading
 import uuid
 from pathlib import Path
@@ -90,6 +91,7 @@ class Workers:
                 log.exception("housekeeping failed; retrying")
 
     def _work_loop(self, owner: str) -> None:
+        lower_thread_priority(self.settings.worker_nice)
         while not self._stop.is_set():
             try:
                 claim = self.queue.claim(owner)
@@ -161,6 +163,26 @@ class Workers:
             self._running.pop(claim.task_id, None)
             beating.set()
             hb.join()
+
+
+def lower_thread_priority(nice: int) -> bool:
+    """Lower the calling thread's CPU priority by `nice` (Linux: per thread; the threads it starts, torch's included, inherit it).
+
+    Why: a create is a few milliseconds of CPU while a job is seconds of it; when
+    workers share cores with the API server (in its process or beside it), the
+    scheduler should give a waiting request the CPU first, or create latency
+    climbs with every running job. Returns whether the priority was changed
+    (not on platforms without per-thread priorities, nor with nice 0).
+    """
+    if nice <= 0 or not sys.platform.startswith("linux"):
+        return False
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
+    except OSError as exc:  # e.g. a sandbox that forbids it: run at the normal priority
+        log.warning("could not lower the worker's priority: %s", exc)
+        return False
+    return True
 
 
 def run_worker_process(settings: Settings, backend_factory: BackendFactory, stop: threading.Event, *, ready: Any = None) -> None:
