@@ -54,3 +54,46 @@ def test_admin_refuses_unknown_accounts_and_plans(tmp_path: Path) -> None:
 def test_serve_refuses_an_unknown_executor(tmp_path: Path) -> None:
     r = run("serve", "--executor", "k8s", "--data-dir", str(tmp_path))
     assert r.exit_code != 0 and "--executor" in str(r.exception or r.output)
+
+
+def _serve_settings(monkeypatch: pytest.MonkeyPatch, *args: str):
+    """Run `kinema serve ARGS` up to the point where it would start listening; return its Settings."""
+    import uvicorn
+
+    import kinema.service.app as service_app
+
+    seen = {}
+    monkeypatch.setattr(service_app, "create_app", lambda settings, factory: seen.setdefault("settings", settings))
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: None)
+    r = run("serve", *args)
+    return r, seen.get("settings")
+
+
+def test_blocked_images_and_upload_limits_reach_the_service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from media_helpers import png
+
+    from kinema.service.moderation import image_hash_file
+
+    image = tmp_path / "banned.png"
+    image.write_bytes(png(pattern=True))
+    r = run("admin", "image-hash", str(image))
+    assert r.exit_code == 0, r.output
+    assert r.output.split()[0] == image_hash_file(image)
+    blocked = tmp_path / "blocked.txt"
+    blocked.write_text("# refused inputs\n" + r.output + "\n")
+    r, settings = _serve_settings(monkeypatch, "--data-dir", str(tmp_path), "--blocked-images", str(blocked), "--max-upload-mib", "1", "--max-media-upload-mib", "2.5")
+    assert r.exit_code == 0, r.output
+    assert settings.moderation_image_hashes == (image_hash_file(image),)
+    assert settings.max_upload_bytes == 1024 * 1024 and settings.max_media_upload_bytes == int(2.5 * 1024 * 1024)
+
+
+def test_a_bad_blocked_images_file_or_limit_stops_serve_naming_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refused(r, settings, needle: str) -> bool:  # (the CLI's entry point turns KinemaInputError into one line and exit 2)
+        return r.exit_code != 0 and settings is None and needle in str(r.exception or r.output)
+
+    blocked = tmp_path / "blocked.txt"
+    blocked.write_text("0123456789abcdef\nnot-a-hash\n")
+    assert refused(*_serve_settings(monkeypatch, "--data-dir", str(tmp_path), "--blocked-images", str(blocked)), "blocked.txt:2")
+    assert refused(*_serve_settings(monkeypatch, "--data-dir", str(tmp_path), "--blocked-images", str(tmp_path / "missing.txt")), "missing.txt")
+    assert refused(*_serve_settings(monkeypatch, "--data-dir", str(tmp_path), "--max-upload-mib", "0"), "--max-upload-mib")
+    assert refused(run("admin", "image-hash", str(tmp_path / "nope.png")), None, "nope.png")

@@ -6,6 +6,7 @@
     kinema admin set-plan alice standard
     kinema admin plan team --monthly-credits 50000 --concurrency 8 --priority 20
     kinema admin show alice
+    kinema admin image-hash banned/*.png >> blocked-images.txt   # then: kinema serve --blocked-images blocked-images.txt
 """
 
 from __future__ import annotations
@@ -103,6 +104,18 @@ def show_cmd(account: str, data_dir: Path = DataDir, database_url: str | None = 
     with s() as session:
         acct = session.get(Account, acct_id)
         typer.echo(f"account {acct_id} ({acct.name}), plan {acct.plan}, balance {ledger.balance(session, acct_id)} credits")
+
+
+@admin_app.command("image-hash")
+def image_hash_cmd(images: list[Path]) -> None:
+    """Print each image's perceptual hash: a line of the file `kinema serve --blocked-images` reads."""
+    from kinema.errors import KinemaInputError
+    from kinema.service.moderation import image_hash_file
+
+    for image in images:
+        if not image.is_file():
+            raise KinemaInputError(f"{image}: no such image file")
+        typer.echo(f"{image_hash_file(image)}  # {image.name}")
 
 
 def register(app: typer.Typer) -> None:

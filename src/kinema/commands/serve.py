@@ -60,6 +60,9 @@ def serve(
     worker_nice: int = typer.Option(10, help=WORKER_NICE_HELP),
     webhook_allow_private: bool = typer.Option(False, help="Allow webhooks to loopback/private addresses (testing only)."),
     blocklist: str | None = typer.Option(None, help="Comma-separated words the moderation check refuses (default: a short built-in list)."),
+    blocked_images: Path | None = typer.Option(None, help="File of image hashes to refuse as inputs, one per line (`kinema admin image-hash IMAGE`)."),
+    max_upload_mib: float = typer.Option(8.0, help="Largest image upload (image-to-video, keyframes), in MiB."),
+    max_media_upload_mib: float = typer.Option(64.0, help="Largest video or audio upload (a video to extend, a soundtrack), in MiB."),
 ) -> None:
     """Run the HTTP API, the web studio and the workers."""
     import uvicorn
@@ -74,6 +77,14 @@ def serve(
     kw: dict[str, Any] = {}
     if blocklist is not None:
         kw["moderation_blocklist"] = tuple(w for w in blocklist.split(",") if w.strip())
+    if blocked_images is not None:
+        from kinema.service.moderation import read_hash_list
+
+        kw["moderation_image_hashes"] = read_hash_list(blocked_images)
+    for name, mb in (("--max-upload-mib", max_upload_mib), ("--max-media-upload-mib", max_media_upload_mib)):
+        if not 0 < mb <= 4096:
+            raise KinemaInputError(f"{name} must be in (0, 4096], got {mb}")
+    kw["max_upload_bytes"], kw["max_media_upload_bytes"] = int(max_upload_mib * 1024 * 1024), int(max_media_upload_mib * 1024 * 1024)
     settings = Settings(
         data_dir=data_dir, database_url=database_url, executor=executor, workers=workers, ray_address=ray_address, gpus_per_worker=gpus_per_worker,  # type: ignore[arg-type]
         credits_per_tflop=credits_per_tflop, lease_seconds=lease_seconds, worker_nice=worker_nice, webhook_allow_private=webhook_allow_private, **kw,

@@ -64,6 +64,29 @@ def image_hash_file(path: str | Path) -> str:
     return image_hash(load_image(path))
 
 
+def read_hash_list(path: str | Path) -> tuple[str, ...]:
+    """The hashes of a blocked-images file: one 16-hex hash per line, `#` starts a comment.
+
+    Checked here so that a typo stops `kinema serve` with the file's line
+    number instead of passing every image.
+    """
+    from kinema.errors import KinemaInputError
+
+    try:
+        lines = Path(path).read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise KinemaInputError(f"cannot read the blocked-images file {path}: {exc}") from None
+    hashes = []
+    for number, line in enumerate(lines, 1):
+        value = line.split("#", 1)[0].strip().lower()
+        if not value:
+            continue
+        if len(value) != 16 or any(ch not in "0123456789abcdef" for ch in value):
+            raise KinemaInputError(f"{path}:{number}: an image hash is 16 hex digits (`kinema admin image-hash IMAGE`), got {value!r}")
+        hashes.append(value)
+    return tuple(hashes)
+
+
 def hash_distance(a: str, b: str) -> int:
     return bin(int(a, 16) ^ int(b, 16)).count("1")
 
