@@ -184,3 +184,45 @@ def test_cache_key_follows_the_request_and_the_model(pipe: Pipeline, tmp_path: P
     assert shot_key(r1, v1, {}, "m") != shot_key(r2, v2, {}, "m")
     assert shot_key(r1, v1, {}, "m") != shot_key(r1, v1, {}, "other model")
     assert shot_key(r1, v1, {"image": "abc"}, "m") != shot_key(r1, v1, {"image": "abd"}, "m")
+
+
+def _video(value: int) -> Video:
+    return Video(frames=np.full((4, 8, 8, 3), value, np.uint8), fps=8.0, seed=value)
+
+
+def test_prune_drops_least_recently_used_entries_but_never_what_this_render_used(tmp_path: Path) -> None:
+    import os
+
+    old = ShotCache(tmp_path)
+    for i, key in enumerate(["a", "b", "c"]):
+        old.put(key, _video(i))
+        os.utime(old.path(key), (1_000 + i, 1_000 + i))  # a is the least recently used, c the most
+    entry = old.path("a").stat().st_size
+    unlimited = ShotCache(tmp_path)
+    assert unlimited.prune() == 0 and unlimited.keys() == ["a", "b", "c"]
+
+    cache = ShotCache(tmp_path, max_bytes=2 * entry + entry // 2)
+    assert cache.get("a") is not None  # used by this render: kept, and now the most recent
+    assert cache.prune() == entry
+    assert cache.keys() == ["a", "c"]
+    tight = ShotCache(tmp_path, max_bytes=1)
+    tight.get("c")
+    tight.prune()
+    assert tight.keys() == ["c"]  # over the limit still: what is in use is never deleted
+    with pytest.raises(ValueError, match="> 0 bytes"):
+        ShotCache(tmp_path, max_bytes=0)
+
+
+def test_a_size_limited_cache_keeps_the_film_it_just_rendered(pipe: Pipeline, tmp_path: Path) -> None:
+    backend = CountingBackend(pipe.backend)
+    first = parse_storyboard(five_shots())
+    data = five_shots()
+    data["shots"][2] = {"prompt": "a green star", "duration": 0.5}
+    second = parse_storyboard(data)
+    Studio(Pipeline(backend), ShotCache(tmp_path / "cache")).render(first, tmp_path / "first.mp4")
+    Studio(Pipeline(backend), ShotCache(tmp_path / "cache", max_bytes=1)).render(second, tmp_path / "second.mp4")
+    runs = len(backend.runs)
+    again = Studio(Pipeline(backend), ShotCache(tmp_path / "cache")).render(second, tmp_path / "second.mp4")
+    assert again.generated == 0 and again.segments_encoded == 0 and len(backend.runs) == runs  # all kept
+    back = Studio(Pipeline(backend), ShotCache(tmp_path / "cache")).render(first, tmp_path / "first.mp4")
+    assert backend.runs[runs:] == ["a blue square"] and back.segments_encoded > 0  # the first film's own shot was pruned

@@ -74,6 +74,7 @@ def render(
     attention: str = attention_option(),
     torch_compile: bool = compile_option(),
     cache: Optional[Path] = typer.Option(None, help="Shot cache directory (default: .kinema-cache beside the storyboard)."),
+    cache_max_mib: float = typer.Option(2048.0, help="Keep the shot cache under this size: least recently used shots and segments go first (this film's stay)."),
     srt: Optional[Path] = typer.Option(None, help="Where to write the .srt (default: beside the film)."),
     plan_only: bool = typer.Option(False, "--plan", help="Print the plan and price as JSON; generate nothing."),
     timings: bool = typer.Option(False, "--timings", help="Print where the time went."),
@@ -100,7 +101,9 @@ def render(
     from kinema.studio.render import Studio
 
     pipe = Pipeline.from_model(model, device=device, options=options)
-    studio = Studio(pipe, ShotCache(cache if cache is not None else storyboard.resolve().parent / ".kinema-cache"))
+    if cache_max_mib <= 0:
+        raise KinemaInputError(f"--cache-max-mib must be > 0, got {cache_max_mib}")
+    studio = Studio(pipe, ShotCache(cache if cache is not None else storyboard.resolve().parent / ".kinema-cache", max_bytes=int(cache_max_mib * 1024 * 1024)))
     plan = studio.plan(board)
     if plan_only:
         print(json.dumps(plan.to_dict(), indent=2, ensure_ascii=False))

@@ -49,6 +49,7 @@ class Settings:
     max_upload_bytes: int = 8 * 1024 * 1024  # one image for image-to-video (POST /v1/uploads)
     max_media_upload_bytes: int = 64 * 1024 * 1024  # one video (to extend) or audio file (a soundtrack)
     max_storyboard_bytes: int = 1024 * 1024  # the JSON body of POST /v1/storyboards[/quotes]
+    shot_cache_max_bytes: int = 1024 * 1024 * 1024  # each account's storyboard shot cache; least recently used files go first
     ray_address: str | None = None
     default_plan: str = "free"
     plans: dict[str, tuple[int, int, int]] = field(
@@ -65,6 +66,8 @@ class Settings:
             raise KinemaInputError("lease_seconds must be > 0 and max_attempts >= 1")
         if self.sqlite_synchronous.upper() not in ("NORMAL", "FULL"):
             raise KinemaInputError(f"sqlite_synchronous must be NORMAL or FULL, got {self.sqlite_synchronous!r}")
+        if self.shot_cache_max_bytes <= 0:
+            raise KinemaInputError(f"shot_cache_max_bytes must be > 0, got {self.shot_cache_max_bytes}")
         if not 0 <= self.worker_nice <= 19:
             raise KinemaInputError(f"worker_nice must be in 0..19 (0: the API's own priority), got {self.worker_nice}")
         if self.auth_cache_seconds < 0 or self.gpus_per_worker < 0:

@@ -412,7 +412,7 @@ def run_storyboard_claim(workers: Any, claim: Any, owner: str, progress: Progres
             tracker.step(step, total)
 
     backend = ExecutorBackend(workers.backend, workers.executor, claim.task_id, stop.is_set, on_step)
-    studio = Studio(Pipeline(backend), ShotCache(settings.shot_cache_dir / job["account_id"]))
+    studio = Studio(Pipeline(backend), ShotCache(settings.shot_cache_dir / job["account_id"], max_bytes=settings.shot_cache_max_bytes))
     studio._fingerprint = fingerprint_of(workers.backend)  # the real model's, not the adapter's
     plan = studio.plan(board)
     tracker = _Tracker(plan, progress, stop.is_set)

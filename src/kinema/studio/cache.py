@@ -8,6 +8,11 @@ one shot changes only that shot's key, so only it is generated again.
 
 Each entry is one `.npz` written to a temporary name and renamed, so a crash
 or a failed shot never corrupts or removes the entries of other shots.
+
+With `max_bytes` set, `prune()` (called by the studio once a film is written)
+removes the least recently used files of the directory (shots, reference
+frames, encoded segments) until it fits, but never one this cache object used:
+a render never loses what it just made or read.
 """
 
 from __future__ import annotations
@@ -71,8 +76,44 @@ def shot_key(request: Any, resolved: Any, media: dict[str, str], model: str) -> 
 class ShotCache:
     """A directory of generated shots: `<key>.npz` (frames, fps, seed) plus PNG reference frames."""
 
-    def __init__(self, directory: str | Path):
+    def __init__(self, directory: str | Path, max_bytes: int | None = None):
+        if max_bytes is not None and max_bytes <= 0:
+            raise ValueError(f"a cache size limit must be > 0 bytes, got {max_bytes}")
         self.directory = Path(directory)
+        self.max_bytes = max_bytes
+        self._used: set[Path] = set()  # files this object read or wrote: prune() keeps them
+
+    def mark_used(self, path: str | Path) -> None:
+        """Keep `path` through prune() and make it the most recently used file."""
+        p = Path(path)
+        self._used.add(p.resolve())
+        try:
+            os.utime(p)
+        except OSError:
+            pass
+
+    def prune(self) -> int:
+        """Delete least-recently-used files until the directory fits `max_bytes`; returns bytes freed."""
+        if self.max_bytes is None or not self.directory.is_dir():
+            return 0
+        files = []
+        for p in self.directory.rglob("*"):
+            if p.is_file() and not p.name.startswith("."):  # dot-names are writes in progress
+                st = p.stat()
+                files.append((st.st_mtime, st.st_size, p))
+        total = sum(size for _, size, _ in files)
+        freed = 0
+        for _, size, p in sorted(files, key=lambda f: f[0]):
+            if total - freed <= self.max_bytes:
+                break
+            if p.resolve() in self._used:
+                continue
+            try:
+                p.unlink()
+                freed += size
+            except FileNotFoundError:  # another render pruned it first
+                freed += size
+        return freed
 
     def path(self, key: str) -> Path:
         return self.directory / f"{key}.npz"
@@ -86,7 +127,9 @@ class ShotCache:
             return None
         try:
             with np.load(p) as data:
-                return Video(frames=data["frames"], fps=float(data["fps"]), seed=int(data["seed"]))
+                video = Video(frames=data["frames"], fps=float(data["fps"]), seed=int(data["seed"]))
+            self.mark_used(p)
+            return video
         except (OSError, ValueError, KeyError):  # unreadable entry: treat as missing, it will be rewritten
             return None
 
@@ -100,6 +143,7 @@ class ShotCache:
         finally:
             if tmp.exists():
                 tmp.unlink()
+        self.mark_used(p)
         return p
 
     def put_image(self, frame: np.ndarray) -> Path:
@@ -117,6 +161,7 @@ class ShotCache:
             finally:
                 if tmp.exists():
                     tmp.unlink()
+        self.mark_used(p)
         return p
 
     def keys(self) -> list[str]:

@@ -205,6 +205,7 @@ class Studio:
                 store.encode(composer, segment, (lambda i: progress("frames", i + 1, composer.num_frames)) if progress else None)
                 encoded += 1
             paths.append(store.path(segment))
+            self.cache.mark_used(store.path(segment))
         writer = SegmentedFilmWriter(
             output, paths[0], composer.width, composer.height, composer.fps, audio=audio,
             audio_bitrate=out.audio_bitrate, cues=cues if out.subtitles else None,
@@ -216,5 +217,6 @@ class Studio:
         if out.srt and cues:
             srt_path = write_srt(srt if srt is not None else writer.path.with_suffix(".srt"), cues)
         timings["compose"] = time.perf_counter() - t0
+        self.cache.prune()  # within its size limit, if it has one; this film's files stay
         return RenderReport(writer.path, srt_path, plan, results, timings, warnings, encoded, reused)
 
