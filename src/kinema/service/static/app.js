@@ -22,6 +22,17 @@ const CAMERAS = {
   "zoom-in": { pan: 0, tilt: 0, zoom: 1 },
   "zoom-out": { pan: 0, tilt: 0, zoom: -1 },
 };
+const CAMERA_LABELS = { none: "as the prompt says" }; // the others read as their value, dashes as spaces
+
+// Every camera menu (the video form's and the storyboard shot template's) gets its options from CAMERAS.
+function fillCameraMenus() {
+  const templates = [...document.querySelectorAll("template")].map((t) => t.content);
+  for (const root of [document, ...templates]) {
+    for (const select of root.querySelectorAll("select[data-camera-menu]")) {
+      select.replaceChildren(...Object.keys(CAMERAS).map((value) => new Option(CAMERA_LABELS[value] || value.replace("-", " "), value)));
+    }
+  }
+}
 
 // What to tell a person for each family of machine-readable codes; the code itself is shown too.
 const ERROR_TITLES = [
@@ -467,6 +478,7 @@ function setKey(key) {
 }
 
 function init() {
+  fillCameraMenus();
   state.key = localStorage.getItem(KEY_STORAGE) || "";
   $("api-key").value = state.key;
   $("key-form").addEventListener("submit", (e) => { e.preventDefault(); setKey($("api-key").value); });
