@@ -140,6 +140,15 @@ def task_view(task: Task) -> TaskView:
     )  # fmt: skip
 
 
+def check_callback_url(url: str | None, settings: Settings) -> None:
+    """A task's webhook URL, if it has one, must be one the sender may call (422 with the reason's code)."""
+    if url:
+        try:
+            webhooks.check_url(url, settings.webhook_allow_private)
+        except webhooks.WebhookUrlError as exc:
+            raise ApiError(422, exc.code, str(exc)) from None
+
+
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
@@ -294,18 +303,11 @@ def add_routes(app: FastAPI, svc: Service) -> None:
         body: TaskCreate, response: Response, acct: Account = Depends(account), stage: Staging = Depends(staging),
         idempotency_key: str | None = Header(default=None, max_length=200, description="Same key + same body = the same task"),
     ) -> TaskView:  # fmt: skip
-        body_hash = hashlib.sha256(json.dumps(body.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
-        if idempotency_key is not None:
-            existing = find_idempotent(acct, idempotency_key, body_hash)
-            if existing is not None:
-                response.status_code = 200
-                return existing
+        body_hash, existing = idempotent_replay(acct, body, idempotency_key, response)
+        if existing is not None:
+            return existing
         request, resolved = resolve(body, acct, stage)
-        if body.callback_url:
-            try:
-                webhooks.check_url(body.callback_url, settings.webhook_allow_private)
-            except webhooks.WebhookUrlError as exc:
-                raise ApiError(422, exc.code, str(exc)) from None
+        check_callback_url(body.callback_url, settings)
         q = pricing.quote(svc.backend, resolved, settings.credits_per_tflop)
         stored = pin_request(stage, request.model_copy(update={"seed": resolved.seed}))  # a retry makes the same video, from the task's own inputs
         fmt = body.format or "mp4"
@@ -337,6 +339,14 @@ def add_routes(app: FastAPI, svc: Service) -> None:
                 raise
             response.status_code = 200
             return existing, False
+
+    def idempotent_replay(acct: Account, body: BaseModel, key: str | None, response: Response) -> tuple[str, TaskView | None]:
+        """A create's body hash, and the task an earlier create with this Idempotency-Key and body made (status 200), if any."""
+        body_hash = hashlib.sha256(json.dumps(body.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+        existing = find_idempotent(acct, key, body_hash) if key is not None else None
+        if existing is not None:
+            response.status_code = 200
+        return body_hash, existing
 
     def find_idempotent(acct: Account, key: str, body_hash: str) -> TaskView | None:
         task = svc.queue.find_idempotent(acct.id, key)
@@ -452,4 +462,4 @@ def add_routes(app: FastAPI, svc: Service) -> None:
     from kinema.service import storyboards, uploads
 
     uploads.add_routes(app, svc, account, ERRORS)
-    storyboards.add_routes(app, svc, account, find_idempotent, submit_task, ERRORS)
+    storyboards.add_routes(app, svc, account, idempotent_replay, submit_task, ERRORS)

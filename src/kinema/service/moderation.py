@@ -64,6 +64,11 @@ def image_hash_file(path: str | Path) -> str:
     return image_hash(load_image(path))
 
 
+def is_image_hash(value: str) -> bool:
+    """16 lowercase hex digits: the form `image_hash` returns and the blocklists hold."""
+    return re.fullmatch(r"[0-9a-f]{16}", value) is not None
+
+
 def read_hash_list(path: str | Path) -> tuple[str, ...]:
     """The hashes of a blocked-images file: one 16-hex hash per line, `#` starts a comment.
 
@@ -81,7 +86,7 @@ def read_hash_list(path: str | Path) -> tuple[str, ...]:
         value = line.split("#", 1)[0].strip().lower()
         if not value:
             continue
-        if len(value) != 16 or any(ch not in "0123456789abcdef" for ch in value):
+        if not is_image_hash(value):
             raise KinemaInputError(f"{path}:{number}: an image hash is 16 hex digits (`kinema admin image-hash IMAGE`), got {value!r}")
         hashes.append(value)
     return tuple(hashes)
@@ -99,7 +104,7 @@ class BlocklistModerator:
         self.pattern = re.compile(r"\b(" + "|".join(re.escape(w) for w in words) + r")\b", re.IGNORECASE) if words else None
         self.image_hashes = tuple(h.strip().lower() for h in image_hashes if h.strip())
         for h in self.image_hashes:
-            if not re.fullmatch(r"[0-9a-f]{16}", h):
+            if not is_image_hash(h):
                 raise ValueError(f"an image hash is 16 hex digits (moderation.image_hash), got {h!r}")
         self.image_distance = image_distance
 

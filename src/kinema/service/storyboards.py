@@ -29,7 +29,6 @@ editing one shot generates only what changed.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import re
 import threading
@@ -43,7 +42,7 @@ from kinema.engine.backend import Backend, Progress, ResolvedRequest, Video
 from kinema.engine.pipeline import Pipeline
 from kinema.errors import KinemaInputError
 from kinema.request import GenerationRequest
-from kinema.service import pricing, webhooks
+from kinema.service import pricing
 from kinema.service.errors import ApiError, code_for_message
 from kinema.service.executors import JobCancelled, is_worker_lost
 from kinema.service.moderation import check_text
@@ -254,8 +253,8 @@ def moderate(moderator: Any, board: Storyboard) -> None:
 # ---------------------------------------------------------------- routes
 
 
-def add_routes(app: FastAPI, svc: Any, account: Callable[..., Any], find_idempotent: Callable[..., Any], submit_task: Callable[..., Any], errors: dict[int | str, dict[str, Any]]) -> None:
-    from kinema.service.app import TaskView
+def add_routes(app: FastAPI, svc: Any, account: Callable[..., Any], idempotent_replay: Callable[..., Any], submit_task: Callable[..., Any], errors: dict[int | str, dict[str, Any]]) -> None:
+    from kinema.service.app import TaskView, check_callback_url
 
     settings = svc.settings
 
@@ -272,18 +271,11 @@ def add_routes(app: FastAPI, svc: Any, account: Callable[..., Any], find_idempot
     ) -> TaskView:  # fmt: skip
         """Render a storyboard as one task (kind "storyboard") in the same queue as video tasks: progress, events,
         cancel, download (the film's MP4), delete and credits work as for a video task."""
-        body_hash = hashlib.sha256(json.dumps(body.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
-        if idempotency_key is not None:
-            existing = find_idempotent(acct, idempotency_key, body_hash)
-            if existing is not None:
-                response.status_code = 200
-                return existing
+        body_hash, existing = idempotent_replay(acct, body, idempotency_key, response)
+        if existing is not None:
+            return existing
         prepared = prepare(svc, acct.id, body.storyboard, stage)
-        if body.callback_url:
-            try:
-                webhooks.check_url(body.callback_url, settings.webhook_allow_private)
-            except webhooks.WebhookUrlError as exc:
-                raise ApiError(422, exc.code, str(exc)) from None
+        check_callback_url(body.callback_url, settings)
         pinned = map_media(prepared.data, lambda value, *_: stage.pin(value))
         job = {"kind": "storyboard", "account_id": acct.id, "seed": prepared.board.seed, "storyboard": pinned}
         shown = {**body.model_dump(mode="json", exclude_unset=True), "storyboard": _short_data_urls(body.storyboard.model_dump(mode="json", exclude_unset=True))}

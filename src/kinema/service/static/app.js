@@ -309,6 +309,18 @@ function render(task, card) {
   if (task.state === "succeeded") showVideo(task, card);
 }
 
+// A muted, looping player with controls: how the studio shows every finished video and preview.
+function loopingVideo(url) {
+  const video = document.createElement("video");
+  video.src = url;
+  video.controls = true;
+  video.loop = true;
+  video.muted = true;
+  video.playsInline = true;
+  video.preload = "auto";
+  return video;
+}
+
 // Fetch the video once (with the key), then play and download it from a blob URL.
 async function showVideo(task, card) {
   if (state.blobs.has(task.id)) return;
@@ -318,14 +330,7 @@ async function showVideo(task, card) {
     const blob = await response.blob();
     const url = URL.createObjectURL(blob);
     state.blobs.set(task.id, url);
-    const video = document.createElement("video");
-    video.src = url;
-    video.controls = true;
-    video.loop = true;
-    video.muted = true;
-    video.playsInline = true;
-    video.preload = "auto";
-    card.querySelector(".media").replaceChildren(video);
+    card.querySelector(".media").replaceChildren(loopingVideo(url));
     const link = card.querySelector(".download");
     link.href = url;
     link.download = downloadName(task, response, blob);
@@ -731,14 +736,7 @@ function paintShotPreview(shot) {
   const url = state.blobs.get(task.id);
   const current = media.querySelector("video");
   if (task.state === "succeeded" && url && (!current || current.src !== url)) {
-    const video = document.createElement("video");
-    video.src = url;
-    video.controls = true;
-    video.loop = true;
-    video.muted = true;
-    video.playsInline = true;
-    video.preload = "auto";
-    media.replaceChildren(video);
+    media.replaceChildren(loopingVideo(url));
   } else if (task.state !== "succeeded") {
     media.replaceChildren();
   }
