@@ -130,3 +130,21 @@ def test_cfg_combines_branches_in_one_batched_pass() -> None:
     # The negative prompt matters: a different uncond text changes the guided result.
     other = cfg_velocity(model, x, t, cond, cmask, torch.randn(2, 2, 8), umask, 5.0, cond=extra)
     assert not torch.allclose(out, other)
+
+
+def test_training_t_without_a_uniform_share_is_the_logit_normal() -> None:
+    plain = flow.sample_logit_normal(512, torch.Generator().manual_seed(3))
+    mixed = flow.sample_training_t(512, torch.Generator().manual_seed(3), uniform_fraction=0.0)
+    assert torch.equal(plain, mixed)
+
+
+def test_a_uniform_share_trains_the_noisy_end() -> None:
+    n = 200_000
+    logit_normal = flow.sample_training_t(n, torch.Generator().manual_seed(0))
+    mixed = flow.sample_training_t(n, torch.Generator().manual_seed(0), uniform_fraction=0.25)
+    uniform = flow.sample_training_t(n, torch.Generator().manual_seed(0), uniform_fraction=1.0)
+    share_above = lambda t: float((t > 0.9).float().mean())  # noqa: E731
+    assert share_above(logit_normal) == pytest.approx(0.014, abs=0.002)  # P(N(0,1) > logit 0.9 = 2.197)
+    assert share_above(uniform) == pytest.approx(0.1, abs=0.003)
+    assert share_above(mixed) == pytest.approx(0.75 * 0.014 + 0.25 * 0.1, abs=0.003)
+    assert float(mixed.min()) > 0.0 and float(mixed.max()) < 1.0

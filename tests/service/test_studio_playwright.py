@@ -285,3 +285,16 @@ def test_the_studio_is_served_by_the_app_with_nothing_from_outside(service: Live
         assert r.status_code == 200 and kind in r.headers["content-type"]
         assert "http://" not in r.text and "https://" not in r.text  # no CDN, no web fonts
 
+
+
+def test_every_aspect_and_camera_menu_offers_the_same_choices(page: Page, service: LiveService) -> None:
+    open_studio(page, service, key=None)
+    options = "s => [...document.querySelector(s).options].map(o => o.value)"
+    aspects = page.evaluate(options, "#aspect")
+    assert aspects == page.evaluate(options, "#story-aspect")
+    assert {"16:9", "9:16", "1:1"} <= set(aspects)
+    # Each menu keeps its own default: a single clip starts square, a film landscape.
+    assert page.locator("#aspect").input_value() == "1:1"
+    assert page.locator("#story-aspect").input_value() == "16:9"
+    shot_cameras = page.evaluate("() => [...document.querySelector('#shot-template').content.querySelector('.shot-camera').options].map(o => o.value)")
+    assert page.evaluate(options, "#camera") == shot_cameras

@@ -86,6 +86,7 @@ class DiTStageConfig:
     caption_dropout: float = 0.1
     t_mean: float = 0.0
     t_std: float = 1.0
+    t_uniform_fraction: float = 0.0  # share of timesteps drawn uniformly, so t near 0 and 1 are trained too
     shift_base_tokens: int = 64
     shift_base_shift: float = 1.0
     shift_max_tokens: int = 1024
@@ -215,6 +216,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise KinemaInputError(f"dit.caption_dropout must be in [0, 1), got {cfg.dit.caption_dropout}")
     if not 0.0 <= cfg.dit.ema_decay < 1.0:
         raise KinemaInputError(f"dit.ema_decay must be in [0, 1), got {cfg.dit.ema_decay}")
+    if not 0.0 <= cfg.dit.t_uniform_fraction <= 1.0:
+        raise KinemaInputError(f"dit.t_uniform_fraction must be in [0, 1], got {cfg.dit.t_uniform_fraction}")
     if not 0.0 <= cfg.dit.camera_dropout <= 1.0:
         raise KinemaInputError(f"dit.camera_dropout must be in [0, 1], got {cfg.dit.camera_dropout}")
     from kinema.conditioning.tasks import check_task_weights

@@ -3,7 +3,7 @@
 Each step: a bucket-uniform batch of normalised latents x0, one random caption
 per clip (replaced by the empty prompt with probability `caption_dropout`, so
 the same model also predicts the unconditional velocity CFG needs),
-t ~ logit-normal then shifted for the batch's token count, x_t = (1-t) x0 + t ε,
+t ~ logit-normal (with a uniform share) then shifted for the batch's token count, x_t = (1-t) x0 + t ε,
 and an MSE on the velocity ε - x0.
 
 Each sample also gets a frame-conditioning task (kinema.conditioning.tasks:
@@ -21,7 +21,7 @@ import torch
 
 from kinema.conditioning.camera import CAMERA_DIM
 from kinema.conditioning.tasks import FrameLatents, build_cond, sample_tasks
-from kinema.diffusion.flow import add_noise, apply_shift, flow_loss, sample_logit_normal, shift_for_tokens, velocity_target
+from kinema.diffusion.flow import add_noise, apply_shift, flow_loss, sample_training_t, shift_for_tokens, velocity_target
 from kinema.errors import KinemaInputError
 from kinema.models.io import config_from_dict
 from kinema.train.buckets import BucketSampler
@@ -112,7 +112,7 @@ def train_dit(cfg: TrainConfig, cache: LatentCache, text_dim: int, dist: DistInf
         x0, text, mask, cond, camera, rng = batches(step)
         g = torch.Generator().manual_seed(int(rng.integers(2**62)))
         b = x0.shape[0]
-        t = apply_shift(sample_logit_normal(b, g, d.t_mean, d.t_std), batch_shift(d, patch, tuple(x0.shape)))
+        t = apply_shift(sample_training_t(b, g, d.t_mean, d.t_std, d.t_uniform_fraction), batch_shift(d, patch, tuple(x0.shape)))
         noise = torch.randn(x0.shape, generator=g)
         xt = add_noise(x0, noise, t)
         model.train()

@@ -24,12 +24,27 @@ const CAMERAS = {
 };
 const CAMERA_LABELS = { none: "as the prompt says" }; // the others read as their value, dashes as spaces
 
-// Every camera menu (the video form's and the storyboard shot template's) gets its options from CAMERAS.
-function fillCameraMenus() {
+// Aspect ratios the API accepts (GenerationRequest.aspect_ratio), in menu order.
+const ASPECTS = [
+  ["16:9", "16:9 landscape"],
+  ["9:16", "9:16 portrait"],
+  ["1:1", "1:1 square"],
+  ["4:3", "4:3"],
+  ["3:4", "3:4"],
+];
+
+// Every camera and aspect menu (the video form's, the storyboard's and the shot
+// template's) gets its options from CAMERAS and ASPECTS, so the menus cannot drift
+// apart; an aspect menu names its own default in data-aspect-menu.
+function fillMenus() {
   const templates = [...document.querySelectorAll("template")].map((t) => t.content);
   for (const root of [document, ...templates]) {
     for (const select of root.querySelectorAll("select[data-camera-menu]")) {
       select.replaceChildren(...Object.keys(CAMERAS).map((value) => new Option(CAMERA_LABELS[value] || value.replace("-", " "), value)));
+    }
+    for (const select of root.querySelectorAll("select[data-aspect-menu]")) {
+      const chosen = select.dataset.aspectMenu;
+      select.replaceChildren(...ASPECTS.map(([value, label]) => new Option(label, value, value === chosen, value === chosen)));
     }
   }
 }
@@ -483,7 +498,7 @@ function setKey(key) {
 }
 
 function init() {
-  fillCameraMenus();
+  fillMenus();
   state.key = localStorage.getItem(KEY_STORAGE) || "";
   $("api-key").value = state.key;
   $("key-form").addEventListener("submit", (e) => { e.preventDefault(); setKey($("api-key").value); });
