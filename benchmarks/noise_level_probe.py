@@ -6,7 +6,11 @@
 2. denoise from t0: noise the clip's real latents to t0 (x = (1 - t0) z + t0 e),
    then denoise with its prompt (Euler, 20-step grid, CFG 4) and decode.
    t0 = 1 is generation from pure noise. Where accuracy falls shows which
-   noise levels the DiT has not learned.
+   noise levels the DiT has not learned. The schedule is the model's own (its shift).
+3. velocity loss at fixed t: the DiT's flow-matching MSE on these clips with
+   their prompt and with the empty prompt, beside E[x0^2] (the loss of
+   predicting the mean latent). Near t = 1 the prompt is all the model has:
+   a loss no lower than the empty prompt's means the noisiest steps ignore the text.
 
     python benchmarks/noise_level_probe.py --items 24 --json docs/results/noise_level_probe.json
 """
@@ -58,7 +62,8 @@ def main() -> None:
     backend.load()  # the probes use the native backend's VAE, DiT and text encoder directly
     items = build_suite("heldout")[: args.items]
     latents = [backend._encode_pixels(ground_truth(item))[None] for item in items]
-    report: dict = {"model": args.model or "builtin", "items": len(items), "decoder": [], "denoise_from": []}
+    report: dict = {"model": args.model or "builtin", "items": len(items), "decoder": [], "denoise_from": [], "velocity_loss": []}
+    shift = backend.config.shift
 
     for std in (0.0, 0.1, 0.2, 0.4):
         g = torch.Generator().manual_seed(0)
@@ -73,7 +78,8 @@ def main() -> None:
             resolved = pipe.validate(request)
             cond_text, cond_mask, uncond_text, uncond_mask = backend._text(resolved, Timings())
             noise = torch.randn(z0.shape, generator=torch.Generator().manual_seed(item.seed))
-            grid = flow.sampling_timesteps(20, 1.0)
+            tokens = z0.shape[2] * (z0.shape[3] // backend._patch[1]) * (z0.shape[4] // backend._patch[2])
+            grid = flow.sampling_timesteps(20, flow.shift_for_tokens(tokens, shift.base_tokens, shift.base_shift, shift.max_tokens, shift.max_shift))
             timesteps = torch.cat([torch.tensor([t0]), grid[grid < t0]])
             extra = {"cond": torch.zeros(1, z0.shape[1] + 1, *z0.shape[2:]), "camera": camera_tensor([resolved.camera])}
 
@@ -83,6 +89,20 @@ def main() -> None:
             results.append(judged(backend._decode(euler(velocity, (1 - t0) * z0 + t0 * noise, timesteps)), item))
         report["denoise_from"].append(summary("t0", t0, results, items))
         print(json.dumps(report["denoise_from"][-1]), flush=True)
+
+    for t in (0.1, 0.3, 0.5, 0.7, 0.9, 1.0):
+        losses = {"prompt": 0.0, "empty": 0.0, "mean_latent": 0.0}
+        for z0, item in zip(latents, items):
+            resolved = pipe.validate(GenerationRequest(prompt=item.prompt, seed=item.seed, width=item.clip.width, height=item.clip.height, seconds=item.clip.seconds, fps=item.clip.fps))
+            cond_text, cond_mask, uncond_text, uncond_mask = backend._text(resolved, Timings())
+            noise = torch.randn(z0.shape, generator=torch.Generator().manual_seed(item.seed))
+            x_t, target, tt = (1 - t) * z0 + t * noise, noise - z0, torch.full((1,), t)
+            extra = {"cond": torch.zeros(1, z0.shape[1] + 1, *z0.shape[2:]), "camera": camera_tensor([resolved.camera])}
+            losses["prompt"] += float(((backend._dit(x_t, tt, cond_text, cond_mask, **extra) - target) ** 2).mean()) / len(items)
+            losses["empty"] += float(((backend._dit(x_t, tt, uncond_text, uncond_mask, **extra) - target) ** 2).mean()) / len(items)
+            losses["mean_latent"] += float((z0**2).mean()) / len(items)
+        report["velocity_loss"].append({"t": t, **{k: round(v, 4) for k, v in losses.items()}})
+        print(json.dumps(report["velocity_loss"][-1]), flush=True)
 
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
