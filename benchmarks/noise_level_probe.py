@@ -63,7 +63,6 @@ def main() -> None:
     items = build_suite("heldout")[: args.items]
     latents = [backend._encode_pixels(ground_truth(item))[None] for item in items]
     report: dict = {"model": args.model or "builtin", "items": len(items), "decoder": [], "denoise_from": [], "velocity_loss": []}
-    shift = backend.config.shift
 
     for std in (0.0, 0.1, 0.2, 0.4):
         g = torch.Generator().manual_seed(0)
@@ -71,20 +70,23 @@ def main() -> None:
         report["decoder"].append(summary("latent_noise_std", std, results, items))
         print(json.dumps(report["decoder"][-1]), flush=True)
 
+    # Per clip, once: its prompt's and the empty prompt's text, its noise, and the conditioning a text-only request gets.
+    inputs = []
+    for z0, item in zip(latents, items):
+        resolved = pipe.validate(GenerationRequest(prompt=item.prompt, seed=item.seed, width=item.clip.width, height=item.clip.height, seconds=item.clip.seconds, fps=item.clip.fps))
+        text = backend._text(resolved, Timings())
+        noise = torch.randn(z0.shape, generator=torch.Generator().manual_seed(item.seed))
+        extra = {"cond": torch.zeros(1, z0.shape[1] + 1, *z0.shape[2:]), "camera": camera_tensor([resolved.camera])}
+        inputs.append((text, noise, extra))
+
     for t0 in (0.3, 0.6, 0.8, 1.0):
         results = []
-        for z0, item in zip(latents, items):
-            request = GenerationRequest(prompt=item.prompt, seed=item.seed, width=item.clip.width, height=item.clip.height, seconds=item.clip.seconds, fps=item.clip.fps)
-            resolved = pipe.validate(request)
-            cond_text, cond_mask, uncond_text, uncond_mask = backend._text(resolved, Timings())
-            noise = torch.randn(z0.shape, generator=torch.Generator().manual_seed(item.seed))
-            tokens = z0.shape[2] * (z0.shape[3] // backend._patch[1]) * (z0.shape[4] // backend._patch[2])
-            grid = flow.sampling_timesteps(20, flow.shift_for_tokens(tokens, shift.base_tokens, shift.base_shift, shift.max_tokens, shift.max_shift))
+        for z0, item, (text, noise, extra) in zip(latents, items, inputs):
+            grid = flow.sampling_timesteps(20, backend.sampling_shift(*z0.shape[2:]))
             timesteps = torch.cat([torch.tensor([t0]), grid[grid < t0]])
-            extra = {"cond": torch.zeros(1, z0.shape[1] + 1, *z0.shape[2:]), "camera": camera_tensor([resolved.camera])}
 
             def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-                return cfg_velocity(backend._dit, x, t, cond_text, cond_mask, uncond_text, uncond_mask, args.guidance, **extra)  # noqa: B023
+                return cfg_velocity(backend._dit, x, t, *text, args.guidance, **extra)  # noqa: B023
 
             results.append(judged(backend._decode(euler(velocity, (1 - t0) * z0 + t0 * noise, timesteps)), item))
         report["denoise_from"].append(summary("t0", t0, results, items))
@@ -92,12 +94,8 @@ def main() -> None:
 
     for t in (0.1, 0.3, 0.5, 0.7, 0.9, 1.0):
         losses = {"prompt": 0.0, "empty": 0.0, "mean_latent": 0.0}
-        for z0, item in zip(latents, items):
-            resolved = pipe.validate(GenerationRequest(prompt=item.prompt, seed=item.seed, width=item.clip.width, height=item.clip.height, seconds=item.clip.seconds, fps=item.clip.fps))
-            cond_text, cond_mask, uncond_text, uncond_mask = backend._text(resolved, Timings())
-            noise = torch.randn(z0.shape, generator=torch.Generator().manual_seed(item.seed))
+        for z0, ((cond_text, cond_mask, uncond_text, uncond_mask), noise, extra) in zip(latents, inputs):
             x_t, target, tt = (1 - t) * z0 + t * noise, noise - z0, torch.full((1,), t)
-            extra = {"cond": torch.zeros(1, z0.shape[1] + 1, *z0.shape[2:]), "camera": camera_tensor([resolved.camera])}
             losses["prompt"] += float(((backend._dit(x_t, tt, cond_text, cond_mask, **extra) - target) ** 2).mean()) / len(items)
             losses["empty"] += float(((backend._dit(x_t, tt, uncond_text, uncond_mask, **extra) - target) ** 2).mean()) / len(items)
             losses["mean_latent"] += float((z0**2).mean()) / len(items)

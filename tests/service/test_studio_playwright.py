@@ -286,7 +286,6 @@ def test_the_studio_is_served_by_the_app_with_nothing_from_outside(service: Live
         assert "http://" not in r.text and "https://" not in r.text  # no CDN, no web fonts
 
 
-
 def test_every_aspect_and_camera_menu_offers_the_same_choices(page: Page, service: LiveService) -> None:
     open_studio(page, service, key=None)
     options = "s => [...document.querySelector(s).options].map(o => o.value)"

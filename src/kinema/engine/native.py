@@ -334,10 +334,7 @@ class NativeBackend:
                     pinned[0] = z
         # Noise comes from a CPU generator whatever the device, so a seed means the same video everywhere.
         x = torch.randn(shape, generator=generator, dtype=torch.float32).to(self.device, self.dtype)
-        tokens = t_lat * (h // self._patch[1]) * (w // self._patch[2])
-        s = self.config.shift
-        shift = flow.shift_for_tokens(tokens, s.base_tokens, s.base_shift, s.max_tokens, s.max_shift)
-        timesteps = flow.sampling_timesteps(resolved.steps, shift).to(self.device, self.dtype)
+        timesteps = flow.sampling_timesteps(resolved.steps, self.sampling_shift(t_lat, h, w)).to(self.device, self.dtype)
         extra: dict[str, torch.Tensor] = {"cond": cond}
         if self._dit.config.camera_dim > 0:
             extra["camera"] = camera_tensor([resolved.camera]).to(self.device, self.dtype)
@@ -350,6 +347,12 @@ class NativeBackend:
         for j, z in pinned.items():
             latents[0, :, j] = z
         return latents
+
+    def sampling_shift(self, t_lat: int, h: int, w: int) -> float:
+        """The timestep shift for a latent of T' x h x w (it grows with the token count, as in training)."""
+        tokens = t_lat * (h // self._patch[1]) * (w // self._patch[2])
+        s = self.config.shift
+        return flow.shift_for_tokens(tokens, s.base_tokens, s.base_shift, s.max_tokens, s.max_shift)
 
     def _decode(self, latents: torch.Tensor) -> np.ndarray:
         video = self._vae.decode(self._vae.denormalize(latents), chunk_frames=self.config.vae_chunk_frames)
