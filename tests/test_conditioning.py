@@ -14,6 +14,7 @@ from PIL import Image
 from kinema.conditioning.camera import CameraMotion, camera_from_metadata, camera_tensor
 from kinema.conditioning.images import fit_frames, load_image, load_video_tail
 from kinema.conditioning.tasks import FrameLatents, build_cond, capabilities_for, latent_index, sample_tasks
+from kinema.engine.native import crossfade
 from kinema.engine.windows import plan_windows
 from kinema.errors import KinemaInputError
 from kinema.video.interpolate import StreamInterpolator, interpolate_stream
@@ -173,6 +174,14 @@ def test_windows_overlap_and_end_on_the_last_frame() -> None:
         assert s0 + n0 - s1 == 5  # each window starts 5 frames before the last one ended
     with pytest.raises(ValueError):
         plan_windows(16, 17, 5)
+
+
+def test_window_overlaps_fade_from_the_earlier_window_to_the_later() -> None:
+    before, after = np.zeros((5, 2, 2, 3), np.uint8), np.full((5, 2, 2, 3), 240, np.uint8)
+    faded = crossfade(before, after)
+    assert faded.dtype == np.uint8 and faded.shape == before.shape
+    assert faded[:, 0, 0, 0].tolist() == [40, 80, 120, 160, 200]  # neither end repeats a window's frame
+    assert np.array_equal(crossfade(after, after), after)
 
 
 def test_stream_interpolation_counts_and_blends() -> None:

@@ -116,6 +116,18 @@ def is_model_dir(directory: str | Path) -> bool:
     return all((d / p).is_file() for p in (PIPELINE_FILE, "vae/config.json", "dit/config.json", "vae/model.safetensors", "dit/model.safetensors"))
 
 
+def crossfade(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """Frames that two windows both made ([n, H, W, 3] uint8 each), faded from one to the other.
+
+    Why: two windows decode their shared frames a little differently, so a hard
+    cut from one window to the next shows a jump; fading across the n shared
+    frames spreads it out, as long-video samplers blend their overlaps.
+    """
+    n = len(before)
+    w = (np.arange(1, n + 1, dtype=np.float32) / (n + 1))[:, None, None, None]
+    return np.rint((1.0 - w) * before + w * after).astype(np.uint8)
+
+
 def frames_to_uint8(video: torch.Tensor) -> torch.Tensor:
     """[3, T, H, W] in [-1, 1] -> uint8 [T, H, W, 3]."""
     return ((video.clamp(-1.0, 1.0) + 1.0) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0)
@@ -252,10 +264,11 @@ class NativeBackend:
                 frame0 = given.get(prefix, first if needs_first else None)
                 given[prefix] = frame0
                 given[prefix + resolved.generated_frames - 1] = frame0
-            tail: np.ndarray | None = None
+            tail: np.ndarray | None = None  # the previous window's last frames: the next window's condition
+            held: np.ndarray | None = None  # the previous window's last frames, not yet written: cross-faded
             if extend is not None:
                 tail = extend[-OVERLAP_FRAMES:]
-                out = interp.push(extend)
+                out = interp.push(extend)  # the given video is kept exactly, so its seam is a plain cut
                 emitted += len(extend)
                 if len(out):
                     yield out
@@ -267,11 +280,20 @@ class NativeBackend:
                 with timings.measure("vae_decoding"):
                     frames = self._decode(latents)
                 new = frames if tail is None else frames[OVERLAP_FRAMES:]
+                if held is not None:  # held = the unwritten end of the frames this window shares
+                    new = np.concatenate([crossfade(held, frames[OVERLAP_FRAMES - len(held) : OVERLAP_FRAMES]), new])
                 tail = frames[-OVERLAP_FRAMES:]
+                if len(windows) > 1:  # keep this window's overlap back, to fade into the next one
+                    keep = min(OVERLAP_FRAMES, len(new))
+                    new, held = new[: len(new) - keep], new[len(new) - keep :]
                 new = new[: max(0, base_target - emitted)]
                 emitted += len(new)
                 with timings.measure("interpolation"):
                     out = interp.push(new)
+                if len(out):
+                    yield out
+            if held is not None:
+                out = interp.push(held[: max(0, base_target - emitted)])
                 if len(out):
                     yield out
         rest = interp.finish()

@@ -87,6 +87,22 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
     return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
 
 
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Scaled dot-product attention; q/k/v [B, heads, N, hd], mask broadcastable bool (True = attend).
+
+    On the CPU this is the plain softmax(q k^T) v: for our short sequences (80-300
+    tokens) PyTorch's CPU flash kernel is the slowest part of a training step (its
+    backward alone took a third of it), and the plain form is 1.6x faster to train
+    and lets torch.compile fuse it. Elsewhere the fused SDPA kernels win.
+    """
+    if q.device.type != "cpu":
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    scores = (q @ k.transpose(-2, -1)) * (q.shape[-1] ** -0.5)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    return scores.softmax(dim=-1).to(v.dtype) @ v
+
+
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return x * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)
 
@@ -108,7 +124,7 @@ class SelfAttention(nn.Module):
         q, k, v = self.qkv(x).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
         q = apply_rope(self.q_norm(q), *rope)
         k = apply_rope(self.k_norm(k), *rope)
-        y = F.scaled_dot_product_attention(q, k, v)
+        y = attend(q, k, v)
         return self.out(y.transpose(1, 2).reshape(b, n, d))
 
 
@@ -128,7 +144,7 @@ class CrossAttention(nn.Module):
         hd = d // self.heads
         q = self.q_norm(self.q(x).view(b, n, self.heads, hd).transpose(1, 2))
         k, v = self.kv(ctx).view(b, ctx.shape[1], 2, self.heads, hd).permute(2, 0, 3, 1, 4)
-        y = F.scaled_dot_product_attention(q, self.k_norm(k), v, attn_mask=ctx_mask[:, None, None, :])
+        y = attend(q, self.k_norm(k), v, ctx_mask[:, None, None, :])
         return self.out(y.transpose(1, 2).reshape(b, n, d))
 
 
