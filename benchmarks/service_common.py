@@ -113,8 +113,10 @@ def audit(data_dir: Path) -> dict[str, Any]:
         for t in tasks:
             kinds = sorted(e.kind for e in by_task.get(t.id, []))
             amounts = {e.kind: e.amount for e in by_task.get(t.id, [])}
-            if t.state == "succeeded":
-                ok = kinds == ["capture", "reserve"] and t.credits_charged == t.credits_reserved == -amounts["reserve"]
+            if t.state == "succeeded":  # charged in full, or in part with the rest released (cached storyboard shots)
+                released = amounts.get("release", 0)
+                ok = kinds in (["capture", "reserve"], ["capture", "release", "reserve"]) and t.credits_reserved == -amounts["reserve"]
+                ok = ok and t.credits_charged == t.credits_reserved - released and (released > 0) == ("release" in kinds)
             elif t.state in ("failed", "cancelled"):
                 ok = kinds == ["release", "reserve"] and amounts["release"] == -amounts["reserve"] and t.credits_charged == 0
             else:

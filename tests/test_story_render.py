@@ -161,6 +161,21 @@ def test_render_reuses_cache_and_rerenders_only_the_edited_shot(pipe: Pipeline, 
     assert np.array_equal(frames[untouched], first[untouched])
 
 
+def test_cached_shots_know_which_owner_made_them(pipe: Pipeline, tmp_path: Path) -> None:
+    """The service charges a film for what its own task generated: a retry of the same task counts its
+    earlier attempt's shots and reference frame; another task finding them in the cache does not."""
+    board = parse_storyboard(five_shots())
+
+    def shots(owner: str) -> tuple[list[str], list[bool], list[str]]:
+        studio = Studio(Pipeline(CountingBackend(pipe.backend, images=True)), ShotCache(tmp_path / "cache"), owner=owner)
+        results = studio.generate_shots(studio.plan(board))
+        return [r.made_by for r in results], [r.cached for r in results], sorted(studio.references_made)
+
+    assert shots("task-1") == (["task-1"] * 5, [False] * 5, ["red ball"])
+    assert shots("task-1") == (["task-1"] * 5, [True] * 5, ["red ball"])  # the same task, retried
+    assert shots("task-2") == ([""] * 5, [True] * 5, [])
+
+
 def test_failed_shot_keeps_the_other_shots_cached(pipe: Pipeline, tmp_path: Path) -> None:
     cache = ShotCache(tmp_path / "cache")
     failing = CountingBackend(pipe.backend, fail_on="the red ball spins")

@@ -145,6 +145,21 @@ def test_ledger_sums_to_grants_minus_charges(sessions) -> None:
     assert balance(sessions, acct) == 2000 - 12  # two still reserved, one charged
 
 
+def test_a_partial_charge_releases_the_rest_in_the_same_transaction(sessions) -> None:
+    acct = create_account(sessions, "a", "standard")
+    tids = [submit(sessions, acct, 10) for _ in range(3)]
+    q = Queue(sessions, lease_seconds=30, max_attempts=3)
+    for charge, expected in ((3, 3), (0, 0), (50, 10)):  # a charge above the reservation is capped at it
+        c = q.claim("w")
+        assert q.succeed(c.task_id, "w", "a.mp4", charge)
+        assert task(sessions, c.task_id).credits_charged == expected
+    assert sorted(t.credits_charged for t in (task(sessions, tid) for tid in tids)) == [0, 3, 10]
+    assert balance(sessions, acct) == 2000 - 13
+    with sessions() as s:
+        released = s.scalars(select(LedgerEntry.amount).where(LedgerEntry.kind == "release")).all()
+    assert sorted(released) == [7, 10]  # no release entry when the whole reservation is charged
+
+
 def test_monthly_credits_are_granted_once_per_month(sessions) -> None:
     from kinema.service.accounts import month_of, refill_monthly
     from kinema.service.db import now

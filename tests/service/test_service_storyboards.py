@@ -99,18 +99,29 @@ def test_a_storyboard_task_runs_in_the_queue_is_charged_its_quote_and_downloads_
 
 
 def test_an_unchanged_film_reuses_its_shots_and_an_edit_regenerates_one(h, runs) -> None:
+    """...and is charged only for what it generated: the quote is reserved, the cached shots' share released."""
+
     def render(data: dict[str, Any]) -> dict[str, Any]:
         tid = h.client.post("/v1/storyboards", json={"storyboard": data}, headers=h.headers).json()["id"]
         return wait_for(h.client, h.headers, tid, {"succeeded", "failed", "cancelled"})
 
-    assert render(board())["state"] == "succeeded"
+    quote = h.client.post("/v1/storyboards/quotes", json={"storyboard": board()}, headers=h.headers).json()
+    first = render(board())
+    assert first["state"] == "succeeded" and first["credits_charged"] == first["credits_reserved"] == quote["credits"]
     assert sum(runs.values()) == 3
-    assert render(board(title="Again"))["state"] == "succeeded"
+    before = h.balance()
+    again = render(board(title="Again"))
+    assert again["state"] == "succeeded" and again["credits_reserved"] == quote["credits"]
     assert sum(runs.values()) == 3  # every shot came from the account's shot cache
+    assert again["credits_charged"] == 0 and h.balance() == before  # nothing ran, nothing charged
     edited = board()
     edited["shots"][1] = {**edited["shots"][1], "prompt": "a green square"}
-    assert render(edited)["state"] == "succeeded"
+    edited_quote = h.client.post("/v1/storyboards/quotes", json={"storyboard": edited}, headers=h.headers).json()
+    done = render(edited)
+    assert done["state"] == "succeeded"
     assert sum(runs.values()) == 4 and runs["a green square"] == 1
+    assert done["credits_charged"] == edited_quote["shots"][1]["credits"] < done["credits_reserved"]
+    assert h.balance() == before - edited_quote["shots"][1]["credits"]
 
 
 def test_subject_images_and_a_soundtrack_come_from_uploads(h, tmp_path: Path) -> None:

@@ -166,7 +166,8 @@ class Queue:
             return None
         return task
 
-    def succeed(self, task_id: str, owner: str, output_path: str) -> bool:
+    def succeed(self, task_id: str, owner: str, output_path: str, charge: int | None = None) -> bool:
+        """Done: keep the output, charge the reservation (or only `charge` of it: the rest is released)."""
         with self.sessions.begin() as s:
             task = self._held(s, task_id, owner)
             if task is None:
@@ -176,7 +177,7 @@ class Queue:
                 return False
             task.output_path = output_path
             task.progress, task.step = 1.0, task.total_steps or task.step
-            ledger.capture(s, task)
+            ledger.capture(s, task, charge)
             self._set_terminal(s, task, SUCCEEDED)
             return True
 

@@ -58,10 +58,18 @@ def reserve_on(conn: Connection, account_id: str, task_id: str, amount: int) -> 
     conn.execute(_INSERT_ENTRY, {"account_id": account_id, "task_id": task_id, "kind": "reserve", "amount": -amount, "note": "reserved at submit", "created_at": now()})
 
 
-def capture(session: Session, task: Task) -> None:
-    """The task succeeded: the reservation is spent (the entry moves nothing; it records the charge)."""
+def capture(session: Session, task: Task, amount: int | None = None) -> None:
+    """The task succeeded: the reservation is spent (the entry moves nothing; it records the charge).
+
+    `amount` below the reservation charges only that and gives the rest back in the
+    same transaction (a storyboard whose shots came from the cache did not run them).
+    """
+    reserved = task.credits_reserved or 0
+    charged = reserved if amount is None else max(0, min(int(amount), reserved))
     session.add(LedgerEntry(account_id=task.account_id, task_id=task.id, kind="capture", amount=0, note="charged on success"))
-    task.credits_charged = task.credits_reserved
+    if charged < reserved:
+        session.add(LedgerEntry(account_id=task.account_id, task_id=task.id, kind="release", amount=reserved - charged, note="not run: taken from the cache"))
+    task.credits_charged = charged
 
 
 def release(session: Session, task: Task, why: str) -> None:

@@ -23,7 +23,9 @@ storyboard's shots run where video tasks run, report each denoising step
 (progress and lease), and stop within one step on cancel; composition
 checks the cancel flag every frame. Generated shots are kept in a per-account
 shot cache (`Settings.shot_cache_dir`), so a retry or a re-render after
-editing one shot generates only what changed.
+editing one shot generates only what changed, and is charged only for what
+it generated (`charge_for`: the quoted prices of the shots and reference
+frames that ran; the rest of the reservation is released on success).
 """
 
 from __future__ import annotations
@@ -277,7 +279,8 @@ def add_routes(app: FastAPI, svc: Any, account: Callable[..., Any], idempotent_r
         prepared = prepare(svc, acct.id, body.storyboard, stage)
         check_callback_url(body.callback_url, settings)
         pinned = map_media(prepared.data, lambda value, *_: stage.pin(value))
-        job = {"kind": "storyboard", "account_id": acct.id, "seed": prepared.board.seed, "storyboard": pinned}
+        prices = {"shots": [q.credits for q in prepared.quote.shots], "references": {r.subject: r.credits for r in prepared.quote.references}}
+        job = {"kind": "storyboard", "account_id": acct.id, "seed": prepared.board.seed, "storyboard": pinned, "prices": prices}
         shown = {**body.model_dump(mode="json", exclude_unset=True), "storyboard": _short_data_urls(body.storyboard.model_dump(mode="json", exclude_unset=True))}
         view, created = submit_task(  # the same insert + reservation as a video task
             acct, response, prepared.quote.credits,
@@ -380,6 +383,22 @@ def _cancelled_in(exc: BaseException) -> bool:
     return False
 
 
+def charge_for(job: dict[str, Any], report: Any, task_id: str) -> int | None:
+    """What a rendered film costs: the quoted prices of the shots and reference frames this task generated.
+
+    Shots another film left in the account's shot cache (a re-render after editing
+    one shot) ran no compute for this task, so they are not charged; ones an earlier
+    attempt of this same task made (a retry after a lost worker) are. The quote is
+    the upper bound that was reserved. None (charge the reservation) for a task
+    stored without per-shot prices.
+    """
+    prices = job.get("prices")
+    if not prices:
+        return None
+    shots = sum(prices["shots"][r.index] for r in report.shots if r.made_by == task_id)
+    return shots + sum(prices["references"].get(name, 0) for name in report.references_made)
+
+
 def run_storyboard_claim(workers: Any, claim: Any, owner: str, progress: Progress, stop: threading.Event) -> bool:
     """Run a claimed task if it is a storyboard (True), else leave it to the video path (False).
 
@@ -404,7 +423,7 @@ def run_storyboard_claim(workers: Any, claim: Any, owner: str, progress: Progres
             tracker.step(step, total)
 
     backend = ExecutorBackend(workers.backend, workers.executor, claim.task_id, stop.is_set, on_step)
-    studio = Studio(Pipeline(backend), ShotCache(settings.shot_cache_dir / job["account_id"], max_bytes=settings.shot_cache_max_bytes))
+    studio = Studio(Pipeline(backend), ShotCache(settings.shot_cache_dir / job["account_id"], max_bytes=settings.shot_cache_max_bytes), owner=claim.task_id)
     studio._fingerprint = fingerprint_of(workers.backend)  # the real model's, not the adapter's
     plan = studio.plan(board)
     tracker = _Tracker(plan, progress, stop.is_set)
@@ -420,6 +439,6 @@ def run_storyboard_claim(workers: Any, claim: Any, owner: str, progress: Progres
             return True
         raise
     progress(tracker.total, tracker.total)
-    if not queue.succeed(claim.task_id, owner, report.output.name):
+    if not queue.succeed(claim.task_id, owner, report.output.name, charge_for(job, report, claim.task_id)):
         report.output.unlink(missing_ok=True)  # the lease was lost or the task cancelled: nobody may download this
     return True

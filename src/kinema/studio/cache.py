@@ -133,12 +133,20 @@ class ShotCache:
         except (OSError, ValueError, KeyError):  # unreadable entry: treat as missing, it will be rewritten
             return None
 
-    def put(self, key: str, video: Video) -> Path:
+    def made_by(self, key: str) -> str:
+        """Who generated an entry (`put`'s `made_by`, e.g. a service task id); "" when unknown or missing."""
+        try:
+            with np.load(self.path(key)) as data:
+                return str(data["made_by"]) if "made_by" in data.files else ""
+        except (OSError, ValueError, KeyError):
+            return ""
+
+    def put(self, key: str, video: Video, made_by: str = "") -> Path:
         self.directory.mkdir(parents=True, exist_ok=True)
         p = self.path(key)
         tmp = self.directory / f".{key}.{uuid.uuid4().hex[:8]}.tmp.npz"
         try:
-            np.savez(tmp, frames=video.frames, fps=np.float64(video.fps), seed=np.int64(video.seed))
+            np.savez(tmp, frames=video.frames, fps=np.float64(video.fps), seed=np.int64(video.seed), made_by=np.str_(made_by))
             os.replace(tmp, p)
         finally:
             if tmp.exists():

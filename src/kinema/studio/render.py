@@ -37,6 +37,7 @@ class ShotResult:
     video: Video
     cached: bool
     seconds: float  # wall time spent on it (0 when cached)
+    made_by: str = ""  # the owner that generated it (this studio's when not cached; a retried task's own earlier attempt)
 
 
 @dataclass
@@ -49,6 +50,7 @@ class RenderReport:
     warnings: list[str] = field(default_factory=list)
     segments_encoded: int = 0  # film segments drawn and encoded by this render
     segments_reused: int = 0  # ... and taken from the segment store unchanged
+    references_made: list[str] = field(default_factory=list)  # subjects whose reference frame this owner generated
 
     @property
     def generated(self) -> int:
@@ -70,9 +72,12 @@ def model_fingerprint(pipe: Pipeline) -> str:
 
 
 class Studio:
-    def __init__(self, pipe: Pipeline, cache: ShotCache, prices: PriceConfig | None = None):
-        self.pipe, self.cache, self.prices = pipe, cache, prices
+    def __init__(self, pipe: Pipeline, cache: ShotCache, prices: PriceConfig | None = None, owner: str = ""):
+        """`owner` labels what this studio generates in the cache (the service: the task id), so a
+        retried task can tell the shots its earlier attempt made from ones another film made."""
+        self.pipe, self.cache, self.prices, self.owner = pipe, cache, prices, owner
         self._fingerprint: str | None = None
+        self.references_made: set[str] = set()  # since generate_shots began: what a charge counts
 
     @property
     def fingerprint(self) -> str:
@@ -90,7 +95,7 @@ class Studio:
             return cached, True, 0.0
         start = time.perf_counter()
         video = run()
-        self.cache.put(request_key, video)
+        self.cache.put(request_key, video, self.owner)
         return video, False, time.perf_counter() - start
 
     def _generate(self, request, resolved_where: str, progress: Progress | None) -> tuple[Video, bool, float, str]:  # type: ignore[no-untyped-def]
@@ -112,7 +117,9 @@ class Studio:
         if subject.image is not None:
             return subject.image
         assert subject.request is not None, "a subject without an image is planned with a reference request"
-        video, _, _, _ = self._generate(subject.request, f"subject {name!r}", progress)
+        video, cached, _, key = self._generate(subject.request, f"subject {name!r}", progress)
+        if self._made_here(cached, key):
+            self.references_made.add(name)
         return str(self.cache.put_image(video.frames[0]))
 
     def shot(self, plan: StoryPlan, index: int, previous: Video | None = None, progress: Progress | None = None) -> ShotResult:
@@ -136,10 +143,15 @@ class Studio:
             raise
         except Exception as e:  # a failed shot: earlier shots are already stored
             raise RuntimeError(f"{sp.path}: generation failed: {e}") from e
-        return ShotResult(index, key, video, cached, seconds)
+        return ShotResult(index, key, video, cached, seconds, self.owner if self._made_here(cached, key) else "")
+
+    def _made_here(self, cached: bool, key: str) -> bool:
+        """Generated now, or by this owner before (a retried task's earlier attempt)."""
+        return not cached or bool(self.owner and self.cache.made_by(key) == self.owner)
 
     def generate_shots(self, plan: StoryPlan, progress: StoryProgress | None = None, step_progress: Progress | None = None) -> list[ShotResult]:
         results: list[ShotResult] = []
+        self.references_made = set()
         n = len(plan.shots)
         for sp in plan.shots:
             if progress:
@@ -218,5 +230,5 @@ class Studio:
             srt_path = write_srt(srt if srt is not None else writer.path.with_suffix(".srt"), cues)
         timings["compose"] = time.perf_counter() - t0
         self.cache.prune()  # within its size limit, if it has one; this film's files stay
-        return RenderReport(writer.path, srt_path, plan, results, timings, warnings, encoded, reused)
+        return RenderReport(writer.path, srt_path, plan, results, timings, warnings, encoded, reused, sorted(self.references_made))
 
