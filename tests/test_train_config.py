@@ -49,6 +49,7 @@ def _write(tmp_path, text):
         ("[dit]\ntasks = { text = 1.0, morph = 1.0 }\n", "unknown task\\(s\\) morph"),
         ("[dit]\ntasks = { text = 0.0 }\n", "not all zero"),
         ("[dit]\ncamera_dropout = 2.0\n", "camera_dropout"),
+        ("[dit]\ncamera_caption_free = 1.5\n", "camera_caption_free"),
         ("[dit]\nt_uniform_fraction = -0.1\n", "t_uniform_fraction"),
         ("cache_max_clips_per_bucket = -1\n", "cache_max_clips_per_bucket"),
     ],

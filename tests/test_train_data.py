@@ -47,6 +47,12 @@ def test_jsonl_captions_list_and_missing_file(tmp_path):
     write_video(_clip(9, 32, 32, 0), tmp_path / "a.mp4", fps=8.0)
     (tmp_path / "metadata.jsonl").write_text(json.dumps({"video": "a.mp4", "captions": ["x", "y"]}) + "\n")
     assert read_metadata(tmp_path)[0].captions == ["x", "y"]
+    assert read_metadata(tmp_path)[0].signal_captions == []
+    (tmp_path / "metadata.jsonl").write_text(json.dumps({"video": "a.mp4", "captions": ["x pans"], "camera": "pan left", "captions_without_camera": ["x"]}) + "\n")
+    assert read_metadata(tmp_path)[0].signal_captions == ["x"]
+    (tmp_path / "metadata.jsonl").write_text(json.dumps({"video": "a.mp4", "captions": ["x"], "captions_without_camera": [""]}) + "\n")
+    with pytest.raises(KinemaInputError, match="captions_without_camera"):
+        read_metadata(tmp_path)
     (tmp_path / "metadata.jsonl").write_text(json.dumps({"video": "missing.mp4", "caption": "x"}) + "\n")
     with pytest.raises(KinemaInputError, match="not found"):
         read_metadata(tmp_path)

@@ -71,6 +71,38 @@ def test_cache_holds_frame_latents_and_cameras(tiny_run):
     assert {"image-to-video", "first-last-frame", "keyframes", "long-video", "camera-control"} <= set(pipe["tasks"])
 
 
+def test_clips_with_a_camera_signal_can_train_on_captions_without_the_camera(tiny_run):
+    """Moving-camera clips carry camera-free captions; with the signal given they replace the caption
+    (here always: camera_caption_free = 1), never when the signal was dropped or the prompt emptied."""
+    import numpy as np
+
+    from kinema.train.data import read_metadata
+    from kinema.train.dit_trainer import DiTBatches
+    from kinema.train.latents import LatentCache
+
+    cache = LatentCache.load(tiny_run / "cache")
+    records = read_metadata(tiny_run / "dataset")
+    moving = np.array([r.camera is not None and r.camera.vector()[:3] != [0.0, 0.0, 0.0] for r in records])
+    assert moving.any() and not moving.all()  # the tiny dataset has both kinds
+    counts = (cache.signal_offsets[1:] - cache.signal_offsets[:-1]).numpy()
+    assert ((counts >= 3) == moving).all() and ((counts == 0) == ~moving).all()
+
+    cfg = load_config(TINY)
+    cfg.dit.camera_caption_free = 1.0
+    batches = DiTBatches(cache, cfg, DistInfo())
+    clips = np.arange(len(records))
+    cap = cache.caption_ids[cache.clip_offsets[:-1]]  # each clip's first caption
+    camera = torch.ones(len(records), 4)
+    camera[::2] = 0.0  # the signal dropped for every other clip
+    dropped = torch.zeros(len(records), dtype=torch.bool)
+    dropped[1] = True
+    out = batches._captions_without_camera(cap, clips, dropped, camera, np.random.default_rng(0))
+    for i in clips:
+        own = set(cache.signal_ids[cache.signal_offsets[i] : cache.signal_offsets[i + 1]].tolist())
+        swapped = moving[i] and i % 2 == 1 and i != 1
+        assert (int(out[i]) in own) if swapped else int(out[i]) == int(cap[i]), i
+
+
 def test_cache_subset_per_bucket(tmp_path):
     from kinema.train.latents import _subset
 

@@ -115,3 +115,19 @@ def test_same_shape_objects_are_told_apart_by_color() -> None:
 def test_at_least_three_captions(n: int) -> None:
     caps = captions(_scenes(1)[0], np.random.default_rng(0), n=n)
     assert len(set(caps)) == max(n, 3)
+
+
+def test_captions_without_camera_never_name_it() -> None:
+    """For training the camera signal: the same scene, every attribute but the camera named."""
+    camera_words = {"camera", "pans", "panning", "tilts", "tilting", "zooms", "zooming", "static", "fixed"}
+    assert all(set(p.split()) & camera_words for phrases in (*CAMERA_CLAUSES.values(), *CAMERA_PHRASES.values()) for p in phrases)
+    rng = np.random.default_rng(0)
+    moving = 0
+    for _ in range(200):
+        scene = sample_scene(rng, ClipSpec(64, 64, 17, 8.0))
+        moving += scene.camera != "static"
+        for caption in captions(scene, np.random.default_rng(1), 3, camera=False):
+            assert not set(re.findall(r"[a-z]+", caption.lower())) & camera_words, caption
+            assert scene.objects[0].color in caption
+    assert moving > 50  # the check covered moving cameras
+

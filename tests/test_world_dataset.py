@@ -99,8 +99,11 @@ def test_write_dataset_contract_and_determinism(tmp_path: Path) -> None:
     assert len(meta) == 6 and {m["width"] for m in meta} <= {32, 48}
     for i, m in enumerate(meta):
         assert m["video"] == f"clips/{i:06d}.mp4"
-        assert set(m) == {"video", "captions", "height", "width", "num_frames", "fps", "scene", "seed", "split"}
+        moving = m["scene"]["camera"] != "static"
+        assert set(m) == {"video", "captions", "height", "width", "num_frames", "fps", "scene", "seed", "split"} | ({"captions_without_camera"} if moving else set())
         assert len(set(m["captions"])) >= 3 and m["split"] == "train"
+        if moving:
+            assert len(set(m["captions_without_camera"])) >= 3 and not any("camera" in c or "zoom" in c for c in m["captions_without_camera"])
         frames, fps = read_video(a / m["video"])
         assert frames.shape == (m["num_frames"], m["height"], m["width"], 3) and fps == m["fps"]
         scene = Scene.from_dict(m["scene"])

@@ -96,6 +96,9 @@ class DiTStageConfig:
     # Frame-conditioning tasks mixed by weight (kinema.conditioning.tasks.TASKS); text-only by default.
     tasks: dict[str, float] = field(default_factory=lambda: {"text": 1.0})
     camera_dropout: float = 0.25  # share of clips with a known camera trained without the signal (prompt only)
+    # share of clips trained with the signal and a caption that leaves the camera unnamed (the dataset's
+    # `captions_without_camera`), so the signal alone must carry the move
+    camera_caption_free: float = 0.0
 
 
 @dataclass
@@ -220,6 +223,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise KinemaInputError(f"dit.t_uniform_fraction must be in [0, 1], got {cfg.dit.t_uniform_fraction}")
     if not 0.0 <= cfg.dit.camera_dropout <= 1.0:
         raise KinemaInputError(f"dit.camera_dropout must be in [0, 1], got {cfg.dit.camera_dropout}")
+    if not 0.0 <= cfg.dit.camera_caption_free <= 1.0:
+        raise KinemaInputError(f"dit.camera_caption_free must be in [0, 1], got {cfg.dit.camera_caption_free}")
     from kinema.conditioning.tasks import check_task_weights
 
     check_task_weights(cfg.dit.tasks, "dit.tasks")

@@ -2,7 +2,8 @@
 
 The same path serves the rendered Shapes World dataset and a user's own
 footage: `metadata.jsonl` (only `video` and `captions`/`caption` required) or
-`metadata.csv` with `video,caption` columns. Missing sizes, frame counts and
+`metadata.csv` with `video,caption` columns (optional: `camera`, and
+`captions_without_camera` for clips whose camera moves). Missing sizes, frame counts and
 fps are probed from the file, so no code change is needed for new footage.
 """
 
@@ -34,6 +35,9 @@ class ClipRecord:
     fps: float
     bucket: Bucket | None = field(default=None)
     camera: CameraMotion | None = None  # known camera motion (metadata), trains the camera signal
+    # Captions that leave the camera move unnamed (metadata `captions_without_camera`): with the
+    # camera given as a signal, training on these makes the signal, not the words, carry the move.
+    signal_captions: list[str] = field(default_factory=list)
 
 
 def probe_video(path: Path) -> tuple[int, int, int, float]:
@@ -55,6 +59,13 @@ def _captions(entry: dict, where: str) -> list[str]:
         caps = [caps]
     if not caps or not all(isinstance(c, str) for c in caps):
         raise KinemaInputError(f"{where}: each clip needs a non-empty 'caption' or 'captions'")
+    return list(caps)
+
+
+def _signal_captions(entry: dict, where: str) -> list[str]:
+    caps = entry.get("captions_without_camera") or []
+    if not isinstance(caps, list) or not all(isinstance(c, str) and c.strip() for c in caps):
+        raise KinemaInputError(f"{where}: {entry['video']}: 'captions_without_camera' must be a list of non-empty strings")
     return list(caps)
 
 
@@ -95,7 +106,7 @@ def read_metadata(dataset_dir: str | Path) -> list[ClipRecord]:
             camera = camera_from_metadata(entry)
         except KinemaInputError as exc:
             raise KinemaInputError(f"{where}: {entry['video']}: {exc}") from None
-        records.append(ClipRecord(path, _captions(entry, where), h, w, n, fps, camera=camera))
+        records.append(ClipRecord(path, _captions(entry, where), h, w, n, fps, camera=camera, signal_captions=_signal_captions(entry, where)))
     if not records:
         raise KinemaInputError(f"{where} lists no clips")
     return records

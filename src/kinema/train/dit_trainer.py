@@ -82,10 +82,6 @@ class DiTBatches:
         cap = self.cache.caption_ids[torch.as_tensor(pick)]
         drop = torch.as_tensor(rng.random(len(clips)) < self.cfg.dit.caption_dropout)
         cap = torch.where(drop, torch.zeros_like(cap), cap)  # row 0 = the empty prompt
-        lengths = self.cache.text_lengths[cap].long()
-        width = int(lengths.max())
-        text = self.cache.text_hidden[cap, :width].float()
-        mask = torch.arange(width)[None, :] < lengths[:, None]
         d = self.cfg.dit
         cond = None
         if any(v > 0 for k, v in d.tasks.items() if k != "text"):
@@ -93,7 +89,27 @@ class DiTBatches:
             cond = build_cond(x0, sample_tasks(d.tasks, len(rows), rng), images, rng)
         camera = self.cache.camera[key][rows].clone()
         camera[torch.as_tensor(rng.random(len(rows)) < d.camera_dropout)] = 0.0
+        if d.camera_caption_free > 0 and self.cache.signal_ids is not None:
+            cap = self._captions_without_camera(cap, clips, drop, camera, rng)
+        lengths = self.cache.text_lengths[cap].long()
+        width = int(lengths.max())
+        text = self.cache.text_hidden[cap, :width].float()
+        mask = torch.arange(width)[None, :] < lengths[:, None]
         return x0, text, mask, cond, camera, rng
+
+    def _captions_without_camera(self, cap: torch.Tensor, clips: np.ndarray, dropped: torch.Tensor, camera: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        """Swap in a caption that leaves the camera unnamed, for a share of the clips whose camera is given.
+
+        Why: when every caption of a moving-camera clip names the move, the camera
+        signal is redundant and the model learns to ignore it; a request that gives
+        only the signal then gets a static camera.
+        """
+        offsets, ids = self.cache.signal_offsets, self.cache.signal_ids
+        assert offsets is not None and ids is not None
+        lo, hi = offsets[clips].numpy(), offsets[clips + 1].numpy()
+        swap = (rng.random(len(clips)) < self.cfg.dit.camera_caption_free) & (hi > lo) & (camera[:, -1] > 0).numpy() & ~dropped.numpy()
+        pick = np.where(swap, lo + (rng.random(len(clips)) * (hi - lo)).astype(np.int64), 0)
+        return torch.where(torch.as_tensor(swap), ids[torch.as_tensor(pick)], cap)
 
 
 def train_dit(cfg: TrainConfig, cache: LatentCache, text_dim: int, dist: DistInfo, checkpoint_dir: Path, budget_minutes: float | None = None):

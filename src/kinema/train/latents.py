@@ -14,7 +14,10 @@ Layout under `cache_dir`:
                                  frame_index int64 [N,2], camera float32 [N,4]
     text/meta.json               key, encoder name, dim
     text/text.safetensors        hidden fp16 [U,L,D], lengths int32 [U],
-                                 clip_offsets int64 [clips+1], caption_ids int64 [..]
+                                 clip_offsets int64 [clips+1], caption_ids int64 [..],
+                                 and, when the dataset has them, signal_offsets int64
+                                 [clips+1] + signal_ids int64 [..]: captions without the
+                                 camera words (ClipRecord.signal_captions)
 Caption row 0 is the empty prompt (the unconditional input for CFG).
 """
 
@@ -50,7 +53,8 @@ def records_digest(records: list[ClipRecord]) -> str:
     """Changes whenever the clip list, captions or bucket assignment changes."""
     h = hashlib.sha256()
     for r in records:
-        h.update(json.dumps([str(r.video), r.captions, r.bucket.key if r.bucket else None]).encode())
+        fields = [str(r.video), r.captions, r.bucket.key if r.bucket else None]
+        h.update(json.dumps(fields + [r.signal_captions] if r.signal_captions else fields).encode())  # old datasets keep their digest
     return h.hexdigest()[:16]
 
 
@@ -187,11 +191,14 @@ def cache_text(encoder, encoder_name: str, records: list[ClipRecord], cache_dir:
         return
     out.mkdir(parents=True, exist_ok=True)
     unique: dict[str, int] = {"": 0}
-    offsets, ids = [0], []
+    offsets, ids, signal_offsets, signal_ids = [0], [], [0], []
     for r in records:
         for cap in r.captions:
             ids.append(unique.setdefault(cap, len(unique)))
         offsets.append(len(ids))
+        for cap in r.signal_captions:
+            signal_ids.append(unique.setdefault(cap, len(unique)))
+        signal_offsets.append(len(signal_ids))
     captions = list(unique)
     hiddens, lengths = [], []
     bar = None
@@ -210,15 +217,16 @@ def cache_text(encoder, encoder_name: str, records: list[ClipRecord], cache_dir:
         bar.close()
     width = max(h.shape[1] for h in hiddens)
     hidden = torch.cat([torch.nn.functional.pad(h, (0, 0, 0, width - h.shape[1])) for h in hiddens])
-    _atomic_save(
-        {
-            "hidden": hidden,
-            "lengths": torch.cat(lengths),
-            "clip_offsets": torch.tensor(offsets, dtype=torch.int64),
-            "caption_ids": torch.tensor(ids, dtype=torch.int64),
-        },
-        out / "text.safetensors",
-    )
+    tensors = {
+        "hidden": hidden,
+        "lengths": torch.cat(lengths),
+        "clip_offsets": torch.tensor(offsets, dtype=torch.int64),
+        "caption_ids": torch.tensor(ids, dtype=torch.int64),
+    }
+    if signal_ids:
+        tensors["signal_offsets"] = torch.tensor(signal_offsets, dtype=torch.int64)
+        tensors["signal_ids"] = torch.tensor(signal_ids, dtype=torch.int64)
+    _atomic_save(tensors, out / "text.safetensors")
     _write_json(meta_path, {"key": key, "encoder": encoder_name, "dim": encoder.dim, "num_captions": len(captions)})
 
 
@@ -237,6 +245,8 @@ class LatentCache:
     text_lengths: torch.Tensor  # int32 [U]
     clip_offsets: torch.Tensor
     caption_ids: torch.Tensor
+    signal_offsets: torch.Tensor | None = None  # [clips+1] into signal_ids; None when no clip has them
+    signal_ids: torch.Tensor | None = None  # caption rows without the camera words
 
     @staticmethod
     def load(cache_dir: Path) -> "LatentCache":
@@ -259,4 +269,6 @@ class LatentCache:
             text["lengths"],
             text["clip_offsets"],
             text["caption_ids"],
+            text.get("signal_offsets"),
+            text.get("signal_ids"),
         )

@@ -11,6 +11,8 @@ the canonical palette words.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from kinema.world.scene import DEFAULT_SIZE, MOTION_DIRECTIONS, ObjectSpec, Scene
@@ -138,7 +140,7 @@ def _back_reference(obj: ObjectSpec, shape_word: str, other: ObjectSpec | None) 
     return f"the {shape_word}"
 
 
-def _one_caption(scene: Scene, w: _Words) -> str:
+def _one_caption(scene: Scene, w: _Words, camera: bool = True) -> str:
     objs = scene.objects
     shape_words = [w.pick(SHAPE_WORDS[o.shape]) for o in objs]
     nps = [_noun_phrase(w, o, s) for o, s in zip(objs, shape_words)]
@@ -177,7 +179,7 @@ def _one_caption(scene: Scene, w: _Words) -> str:
                 body = f"{body}, {refs[0]} starting {rel} {refs[1]}"
             if bg:
                 body = f"{body}, {bg}"
-    if scene.camera != "static" or w.coin(0.25):
+    if camera and (scene.camera != "static" or w.coin(0.25)):
         if w.coin(0.5):
             body = f"{body}, {w.pick(CAMERA_CLAUSES[scene.camera])}"
         else:
@@ -187,19 +189,23 @@ def _one_caption(scene: Scene, w: _Words) -> str:
     return body
 
 
-def captions(scene: Scene, rng: np.random.Generator, n: int = 3) -> list[str]:
-    """`n` (at least 3) distinct varied captions of `scene`."""
+def captions(scene: Scene, rng: np.random.Generator, n: int = 3, camera: bool = True) -> list[str]:
+    """`n` (at least 3) distinct varied captions of `scene`.
+
+    camera=False leaves the camera unnamed, moving or not: captions for training
+    the camera *signal*, which must then carry the move on its own.
+    """
     n = max(n, 3)
     w = _Words(rng)
     out: list[str] = []
     for _ in range(50 * n):
-        c = _one_caption(scene, w)
+        c = _one_caption(scene, w, camera)
         if c not in out:
             out.append(c)
             if len(out) == n:
                 return out
     # The grammar has far more than n variants per scene; this only guards the loop.
-    canonical = canonical_caption(scene)
+    canonical = canonical_caption(scene if camera else dataclasses.replace(scene, camera="static"))
     if canonical not in out:
         out.append(canonical)
     return out

@@ -56,7 +56,7 @@ def clip_record(job: _Job, index: int) -> dict[str, Any]:
     target = Path(job.out_dir) / rel
     if not target.exists():
         write_video(render(scene, clip, render_seed), target, clip.fps, threads=1)
-    return {
+    entry: dict[str, Any] = {
         "video": rel,
         "captions": caps,
         "height": clip.height,
@@ -67,6 +67,9 @@ def clip_record(job: _Job, index: int) -> dict[str, Any]:
         "seed": render_seed,
         "split": SPLIT_NAMES[job.heldout],
     }
+    if scene.camera != "static":  # its own generator: the clip's scene, captions and render seed stay as they were
+        entry["captions_without_camera"] = captions(scene, np.random.default_rng([job.seed, index, 1]), NUM_CAPTIONS, camera=False)
+    return entry
 
 
 def _settings(job: _Job) -> dict[str, Any]:
