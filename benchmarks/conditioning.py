@@ -104,7 +104,7 @@ def part_camera(pipe: Pipeline, items, steps: int | None) -> dict:
 
 
 def part_extend(pipe: Pipeline, items, steps: int | None, seconds: float) -> dict:
-    ratios, ok = [], []
+    ratios, ok, kinds = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for it in items:
             first = pipe.generate(it.prompt, seed=it.seed, width=it.clip.width, height=it.clip.height, steps=steps)
@@ -116,11 +116,14 @@ def part_extend(pipe: Pipeline, items, steps: int | None, seconds: float) -> dic
             median = float(np.median(diffs))
             window_new = pipe.backend.config.window_frames - 5
             seams = [given + k * window_new for k in range((len(f) - given - 1) // window_new + 1)]
-            for s in seams:
+            for k, s in enumerate(seams):
                 r = float(diffs[s - 1] / max(median, 1e-6))
                 ratios.append(r)
                 ok.append(r <= 1.5)
-    return {"clips": len(items), "seams": len(ratios), "seams_within_1_5x": float(np.mean(ok)), "mean_ratio": float(np.mean(ratios)), "max_ratio": float(np.max(ratios))}
+                kinds.append("given_video" if k == 0 else "between_windows")
+    by_kind = {kind: float(np.mean([o for o, k in zip(ok, kinds) if k == kind])) for kind in sorted(set(kinds))}
+    # The first seam joins the given video (kept exactly: a cut); later ones join two generated windows (cross-faded).
+    return {"clips": len(items), "seams": len(ratios), "seams_within_1_5x": float(np.mean(ok)), "within_1_5x_by_seam": by_kind, "mean_ratio": float(np.mean(ratios)), "max_ratio": float(np.max(ratios))}
 
 
 LONG_PROMPTS = [
