@@ -1,0 +1,123 @@
+"""Does training on captions without the camera words make the camera *signal* work?
+
+An experiment, not a recipe: it continues training a finished run's EMA DiT for
+a few minutes on that run's latent cache, with `dit.camera_caption_free` of the
+clips given the camera signal trained on a caption that leaves the move
+unnamed, and writes a model directory to measure with
+
+    python benchmarks/conditioning.py --model OUT --parts camera --rss "" --json OUT/camera.json
+
+Run it twice, `--camera-caption-free 0.5` and `0` (the control: the same extra
+minutes with the captions as they were), so the difference is the captions'.
+
+The run's dataset predates `captions_without_camera`, so they are made here the
+way the Shapes World writer makes them (its grammar with camera=False, from the
+clip's scene) and encoded with the run's text encoder.
+
+    python benchmarks/camera_signal_finetune.py --run runs/builtin --minutes 12 \
+        --camera-caption-free 0.5 --out /tmp/cam-ft-0.5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from kinema.diffusion.flow import add_noise, apply_shift, flow_loss, sample_training_t, velocity_target
+from kinema.models.io import load_pretrained, save_pretrained
+from kinema.models.text import load_text_encoder
+from kinema.train.config import load_config
+from kinema.train.dit_trainer import DiTBatches, batch_shift
+from kinema.train.distributed import DistInfo
+from kinema.train.latents import TRAIN_MAX_TOKENS, LatentCache
+from kinema.train.loop import EMA
+from kinema.train.vae_trainer import autocast
+from kinema.world.captions import captions
+from kinema.world.scene import Scene
+
+
+def add_signal_captions(cache: LatentCache, run: Path, text_encoder: str, seed: int, precision: str) -> int:
+    """Camera-free captions of every moving-camera clip, appended to the cache's text rows."""
+    lines = [json.loads(x) for x in (run / "dataset" / "metadata.jsonl").read_text().splitlines() if x.strip()]
+    if len(lines) != len(cache.clip_offsets) - 1:
+        raise SystemExit(f"the cache has {len(cache.clip_offsets) - 1} clips, the dataset {len(lines)}")
+    per_clip: list[list[str]] = []
+    for index, entry in enumerate(lines):
+        scene = Scene.from_dict(entry["scene"])
+        per_clip.append(captions(scene, np.random.default_rng([seed, index, 1]), 3, camera=False) if scene.camera != "static" else [])
+    texts = [c for caps in per_clip for c in caps]
+    encoder = load_text_encoder(text_encoder, max_tokens=TRAIN_MAX_TOKENS)
+    hiddens, lengths = [], []
+    for s in range(0, len(texts), 256):
+        with torch.no_grad(), autocast(precision):
+            h, m = encoder.encode(texts[s : s + 256])
+        hiddens.append(h.half())
+        lengths.append(m.sum(dim=1).to(torch.int32))
+    width = max(cache.text_hidden.shape[1], *(h.shape[1] for h in hiddens))
+    pad = lambda h: torch.nn.functional.pad(h, (0, 0, 0, width - h.shape[1]))  # noqa: E731
+    first_new = cache.text_hidden.shape[0]
+    cache.text_hidden = torch.cat([pad(cache.text_hidden), *(pad(h) for h in hiddens)])
+    cache.text_lengths = torch.cat([cache.text_lengths, *lengths])
+    counts = torch.tensor([len(c) for c in per_clip], dtype=torch.int64)
+    cache.signal_offsets = torch.cat([torch.zeros(1, dtype=torch.int64), counts.cumsum(0)])
+    cache.signal_ids = first_new + torch.arange(len(texts), dtype=torch.int64)
+    return len(texts)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", type=Path, default=Path("runs/builtin"))
+    parser.add_argument("--config", default="configs/builtin.toml")
+    parser.add_argument("--minutes", type=float, default=12.0)
+    parser.add_argument("--camera-caption-free", type=float, required=True)
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--ema-decay", type=float, default=0.995)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+
+    cfg = load_config(args.config)
+    d = cfg.dit
+    d.camera_caption_free = args.camera_caption_free
+    torch.manual_seed(cfg.seed + 7)
+    cache = LatentCache.load(args.run / "cache")
+    added = add_signal_captions(cache, args.run, cfg.text_encoder, cfg.seed, cfg.cache_precision)
+    model = load_pretrained(args.run / "work" / "dit_ema")
+    patch = tuple(model.config.patch)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=d.weight_decay)
+    ema = EMA(model, args.ema_decay)
+    batches = DiTBatches(cache, cfg, DistInfo())
+    start, step, losses = time.monotonic(), 0, []
+    model.train()
+    while time.monotonic() - start < args.minutes * 60:
+        x0, text, mask, cond, camera, rng = batches(100_000 + step)  # steps the run itself never drew
+        g = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        t = apply_shift(sample_training_t(x0.shape[0], g, d.t_mean, d.t_std, d.t_uniform_fraction), batch_shift(d, patch, tuple(x0.shape)))
+        noise = torch.randn(x0.shape, generator=g)
+        with autocast(d.precision):
+            pred = model(add_noise(x0, noise, t), t, text, mask, cond, camera)
+        loss = flow_loss(pred, velocity_target(x0, noise))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), d.grad_clip)
+        optimizer.step()
+        ema.update(model)
+        losses.append(float(loss.detach()))
+        step += 1
+        if step % 100 == 0:
+            print(f"step {step} loss {np.mean(losses[-100:]):.4f} {(time.monotonic() - start) / 60:.1f} min", flush=True)
+    shutil.copytree(args.run / "model", args.out, dirs_exist_ok=True)
+    save_pretrained(ema.model, args.out / "dit", dtype=torch.float16)
+    stats = {"camera_caption_free": args.camera_caption_free, "steps": step, "minutes": args.minutes, "signal_captions": added,
+             "final_loss": float(np.mean(losses[-100:])), "lr": args.lr, "ema_decay": args.ema_decay, "from": str(args.run / "work" / "dit_ema")}  # fmt: skip
+    (args.out / "finetune.json").write_text(json.dumps(stats, indent=2))
+    print(json.dumps(stats))
+
+
+if __name__ == "__main__":
+    main()
