@@ -35,10 +35,10 @@ from kinema.models.text import load_text_encoder
 from kinema.train.config import load_config
 from kinema.train.dit_trainer import DiTBatches, batch_shift
 from kinema.train.distributed import DistInfo
-from kinema.train.latents import TRAIN_MAX_TOKENS, LatentCache
+from kinema.train.latents import TRAIN_MAX_TOKENS, LatentCache, encode_captions
 from kinema.train.loop import EMA
 from kinema.train.vae_trainer import autocast
-from kinema.world.captions import captions
+from kinema.world.dataset import captions_without_camera
 from kinema.world.scene import Scene
 
 
@@ -47,23 +47,14 @@ def add_signal_captions(cache: LatentCache, run: Path, text_encoder: str, seed: 
     lines = [json.loads(x) for x in (run / "dataset" / "metadata.jsonl").read_text().splitlines() if x.strip()]
     if len(lines) != len(cache.clip_offsets) - 1:
         raise SystemExit(f"the cache has {len(cache.clip_offsets) - 1} clips, the dataset {len(lines)}")
-    per_clip: list[list[str]] = []
-    for index, entry in enumerate(lines):
-        scene = Scene.from_dict(entry["scene"])
-        per_clip.append(captions(scene, np.random.default_rng([seed, index, 1]), 3, camera=False) if scene.camera != "static" else [])
+    per_clip = [captions_without_camera(scene, seed, i) if scene.camera != "static" else [] for i, scene in enumerate(Scene.from_dict(e["scene"]) for e in lines)]
     texts = [c for caps in per_clip for c in caps]
-    encoder = load_text_encoder(text_encoder, max_tokens=TRAIN_MAX_TOKENS)
-    hiddens, lengths = [], []
-    for s in range(0, len(texts), 256):
-        with torch.no_grad(), autocast(precision):
-            h, m = encoder.encode(texts[s : s + 256])
-        hiddens.append(h.half())
-        lengths.append(m.sum(dim=1).to(torch.int32))
-    width = max(cache.text_hidden.shape[1], *(h.shape[1] for h in hiddens))
+    hidden, lengths = encode_captions(load_text_encoder(text_encoder, max_tokens=TRAIN_MAX_TOKENS), texts, precision=precision)
+    width = max(cache.text_hidden.shape[1], hidden.shape[1])
     pad = lambda h: torch.nn.functional.pad(h, (0, 0, 0, width - h.shape[1]))  # noqa: E731
     first_new = cache.text_hidden.shape[0]
-    cache.text_hidden = torch.cat([pad(cache.text_hidden), *(pad(h) for h in hiddens)])
-    cache.text_lengths = torch.cat([cache.text_lengths, *lengths])
+    cache.text_hidden = torch.cat([pad(cache.text_hidden), pad(hidden)])
+    cache.text_lengths = torch.cat([cache.text_lengths, lengths])
     counts = torch.tensor([len(c) for c in per_clip], dtype=torch.int64)
     cache.signal_offsets = torch.cat([torch.zeros(1, dtype=torch.int64), counts.cumsum(0)])
     cache.signal_ids = first_new + torch.arange(len(texts), dtype=torch.int64)

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from kinema.engine.pipeline import Pipeline, builtin_model_dir
-from kinema.models.io import load_pretrained
 from kinema.evaluate.suite import build_suite
+from kinema.models.io import load_pretrained
 from kinema.world.judge import _segment
 from kinema.world.render import render
 from vae_roundtrip import roundtrip  # benchmarks/vae_roundtrip.py: the ground truth through the VAE

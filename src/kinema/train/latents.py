@@ -182,6 +182,27 @@ def cache_latents(
     return stats
 
 
+def encode_captions(encoder, captions: list[str], batch_size: int = 256, precision: str = "fp32", progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token hidden states of captions in batches: (fp16 [U, L, D] padded to the longest, int32 lengths [U])."""
+    hiddens, lengths = [], []
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(captions), desc="cache captions", dynamic_ncols=True)
+    for s in range(0, len(captions), batch_size):
+        with torch.no_grad(), autocast(precision):
+            h, m = encoder.encode(captions[s : s + batch_size])
+        hiddens.append(h.half())
+        lengths.append(m.sum(dim=1).to(torch.int32))
+        if bar is not None:
+            bar.update(len(captions[s : s + batch_size]))
+    if bar is not None:
+        bar.close()
+    width = max(h.shape[1] for h in hiddens)
+    return torch.cat([torch.nn.functional.pad(h, (0, 0, 0, width - h.shape[1])) for h in hiddens]), torch.cat(lengths)
+
+
 def cache_text(encoder, encoder_name: str, records: list[ClipRecord], cache_dir: Path, batch_size: int = 256, precision: str = "fp32", progress: bool = True) -> None:
     """Encode each distinct caption once (row 0 = ""), fp16, padded to the longest caption."""
     out = cache_dir / "text"
@@ -200,26 +221,10 @@ def cache_text(encoder, encoder_name: str, records: list[ClipRecord], cache_dir:
             signal_ids.append(unique.setdefault(cap, len(unique)))
         signal_offsets.append(len(signal_ids))
     captions = list(unique)
-    hiddens, lengths = [], []
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(captions), desc="cache captions", dynamic_ncols=True)
-    for s in range(0, len(captions), batch_size):
-        with torch.no_grad(), autocast(precision):
-            h, m = encoder.encode(captions[s : s + batch_size])
-        hiddens.append(h.half())
-        lengths.append(m.sum(dim=1).to(torch.int32))
-        if bar is not None:
-            bar.update(len(captions[s : s + batch_size]))
-    if bar is not None:
-        bar.close()
-    width = max(h.shape[1] for h in hiddens)
-    hidden = torch.cat([torch.nn.functional.pad(h, (0, 0, 0, width - h.shape[1])) for h in hiddens])
+    hidden, lengths = encode_captions(encoder, captions, batch_size, precision, progress)
     tensors = {
         "hidden": hidden,
-        "lengths": torch.cat(lengths),
+        "lengths": lengths,
         "clip_offsets": torch.tensor(offsets, dtype=torch.int64),
         "caption_ids": torch.tensor(ids, dtype=torch.int64),
     }

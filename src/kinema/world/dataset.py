@@ -27,7 +27,7 @@ from kinema.video.io import write_video
 from kinema.world.captions import captions
 from kinema.world.render import render
 from kinema.world.sampling import HELDOUT_MODES, sample_scene
-from kinema.world.scene import SPEC_VERSION, ClipSpec
+from kinema.world.scene import SPEC_VERSION, ClipSpec, Scene
 
 METADATA = "metadata.jsonl"
 SETTINGS = "dataset.json"
@@ -67,9 +67,18 @@ def clip_record(job: _Job, index: int) -> dict[str, Any]:
         "seed": render_seed,
         "split": SPLIT_NAMES[job.heldout],
     }
-    if scene.camera != "static":  # its own generator: the clip's scene, captions and render seed stay as they were
-        entry["captions_without_camera"] = captions(scene, np.random.default_rng([job.seed, index, 1]), NUM_CAPTIONS, camera=False)
+    if scene.camera != "static":
+        entry["captions_without_camera"] = captions_without_camera(scene, job.seed, index)
     return entry
+
+
+def captions_without_camera(scene: Scene, seed: int, index: int) -> list[str]:
+    """Clip `index`'s captions that leave its camera move unnamed (for training the camera signal).
+
+    From a generator of their own, so the clip's scene, captions and render seed
+    stay what they were before these existed.
+    """
+    return captions(scene, np.random.default_rng([seed, index, 1]), NUM_CAPTIONS, camera=False)
 
 
 def _settings(job: _Job) -> dict[str, Any]:
