@@ -21,6 +21,14 @@ def test_builtin_config_parses_with_the_recipe_values():
     assert cfg.dataset_path == Path("runs/builtin") / "dataset"
 
 
+def test_experiment_configs_parse_and_keep_their_own_output_dir():
+    experiments = sorted((CONFIGS / "experiments").glob("*.toml"))
+    assert experiments
+    for path in experiments:
+        cfg = load_config(path)
+        assert cfg.output_dir != "runs/builtin", f"{path.name} would overwrite the built-in run"
+
+
 def test_output_override_moves_every_path(tmp_path):
     cfg = load_config(CONFIGS / "tiny.toml", output_dir=str(tmp_path / "out"))
     assert cfg.dataset_path == tmp_path / "out" / "dataset"
