@@ -95,9 +95,10 @@ def main() -> None:
     for t in (0.1, 0.3, 0.5, 0.7, 0.9, 1.0):
         losses = {"prompt": 0.0, "empty": 0.0, "mean_latent": 0.0}
         for z0, ((cond_text, cond_mask, uncond_text, uncond_mask), noise, extra) in zip(latents, inputs):
-            x_t, target, tt = (1 - t) * z0 + t * noise, noise - z0, torch.full((1,), t)
-            losses["prompt"] += float(((backend._dit(x_t, tt, cond_text, cond_mask, **extra) - target) ** 2).mean()) / len(items)
-            losses["empty"] += float(((backend._dit(x_t, tt, uncond_text, uncond_mask, **extra) - target) ** 2).mean()) / len(items)
+            tt = torch.full((1,), t)
+            x_t, target = flow.add_noise(z0, noise, tt), flow.velocity_target(z0, noise)
+            losses["prompt"] += float(flow.flow_loss(backend._dit(x_t, tt, cond_text, cond_mask, **extra), target)) / len(items)
+            losses["empty"] += float(flow.flow_loss(backend._dit(x_t, tt, uncond_text, uncond_mask, **extra), target)) / len(items)
             losses["mean_latent"] += float((z0**2).mean()) / len(items)
         report["velocity_loss"].append({"t": t, **{k: round(v, 4) for k, v in losses.items()}})
         print(json.dumps(report["velocity_loss"][-1]), flush=True)

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from kinema.conditioning.camera import camera_tensor
+from kinema.diffusion import flow
 from kinema.engine.pipeline import Pipeline, builtin_model_dir
 from kinema.world.captions import captions
 from kinema.world.render import render
@@ -65,9 +66,9 @@ def losses(backend, clips: list[tuple[np.ndarray, str]]) -> dict[str, float]:
             cond = torch.zeros(1, z.shape[1] + 1, *z.shape[2:])
             for t in TIMESTEPS:
                 noise = torch.randn(z.shape, generator=torch.Generator().manual_seed(1000 * i + int(t * 100)))
-                x = (1 - t) * z + t * noise
-                v = dit(x, torch.tensor([t]), hidden, mask, cond=cond, camera=camera_tensor([None]))
-                per_t[t].append(float(((v - (noise - z)) ** 2).mean()))
+                tt = torch.tensor([t])
+                v = dit(flow.add_noise(z, noise, tt), tt, hidden, mask, cond=cond, camera=camera_tensor([None]))
+                per_t[t].append(float(flow.flow_loss(v, flow.velocity_target(z, noise))))
     return {f"t={t}": round(float(np.mean(v)), 4) for t, v in per_t.items()}
 
 
