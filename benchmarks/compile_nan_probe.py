@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 
 import torch
 
@@ -22,8 +23,7 @@ from kinema.models import dit as dit_module
 from kinema.train.config import load_config
 from kinema.train.dit_trainer import build_dit
 from kinema.train.vae_trainer import autocast
-
-TEXT_DIM = 384  # all-MiniLM-L6-v2's hidden size
+from train_throughput import TEXT_DIM  # benchmarks/train_throughput.py
 
 
 def probe(config: str, rope: bool, batch: int = 16) -> dict:
@@ -49,7 +49,7 @@ def probe(config: str, rope: bool, batch: int = 16) -> dict:
         dit_module.apply_rope = original
     return {
         "config": config,
-        "tokens": int(x.shape[2] * x.shape[3] * x.shape[4] // (model.patch_volume)),
+        "tokens": math.prod(model.grid(*x.shape[2:])),
         "rope": rope,
         "forward_max_abs_diff_vs_eager": round(float((eager.float() - compiled.float()).abs().max()), 4),
         "gradients_finite": all(bool(torch.isfinite(p.grad).all()) for p in model.parameters() if p.grad is not None),
