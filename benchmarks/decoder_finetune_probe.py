@@ -26,6 +26,7 @@ import torch
 
 from kinema.models.io import load_pretrained, save_pretrained
 from kinema.models.vae import vae_loss
+from kinema.train.config import load_config
 from kinema.train.data import assign_buckets, read_metadata
 from kinema.train.vae_trainer import CropPool
 
@@ -34,6 +35,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--vae", default="runs/builtin/work/vae", help="VAE directory (fp32, with latent mean/std)")
     parser.add_argument("--dataset", default="runs/builtin/dataset")
+    parser.add_argument("--config", default="configs/builtin.toml", help="the recipe whose buckets and fps the dataset was made with")
     parser.add_argument("--minutes", type=float, default=15.0)
     parser.add_argument("--noise", type=float, default=0.2, help="largest latent noise, in units of latent_std")
     parser.add_argument("--out", required=True)
@@ -41,8 +43,9 @@ def main() -> None:
 
     torch.manual_seed(0)
     vae = load_pretrained(args.vae)
-    records = assign_buckets(read_metadata(args.dataset), [[64, 64], [64, 112], [112, 64]], [17, 33], 8.0)
-    pool = CropPool.load(records, 800, 8.0, 64, 17, 0)
+    data = load_config(args.config).data
+    records = assign_buckets(read_metadata(args.dataset), data.buckets, data.frame_counts, data.fps)
+    pool = CropPool.load(records, 800, data.fps, 64, 17, 0)
     for p in vae.encoder.parameters():
         p.requires_grad_(False)
     optimizer = torch.optim.AdamW(vae.decoder.parameters(), lr=2e-4, weight_decay=0.0)
