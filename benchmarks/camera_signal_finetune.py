@@ -22,22 +22,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from kinema.diffusion.flow import add_noise, apply_shift, flow_loss, sample_training_t, velocity_target
-from kinema.models.io import load_pretrained, save_pretrained
+from dit_finetune import finetune, write_model_dir  # benchmarks/dit_finetune.py
+from kinema.models.io import load_pretrained
 from kinema.models.text import load_text_encoder
 from kinema.train.config import load_config
-from kinema.train.dit_trainer import DiTBatches, batch_shift
+from kinema.train.dit_trainer import DiTBatches
 from kinema.train.distributed import DistInfo
 from kinema.train.latents import TRAIN_MAX_TOKENS, LatentCache, encode_captions
-from kinema.train.loop import EMA
-from kinema.train.vae_trainer import autocast
 from kinema.world.dataset import captions_without_camera
 from kinema.world.scene import Scene
 
@@ -79,33 +74,16 @@ def main() -> None:
     cache = LatentCache.load(args.run / "cache")
     added = add_signal_captions(cache, args.run, cfg.text_encoder, cfg.seed, cfg.cache_precision)
     model = load_pretrained(args.run / "work" / "dit_ema")
-    patch = tuple(model.config.patch)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=d.weight_decay)
-    ema = EMA(model, args.ema_decay)
     batches = DiTBatches(cache, cfg, DistInfo())
-    start, step, losses = time.monotonic(), 0, []
-    model.train()
-    while time.monotonic() - start < args.minutes * 60:
+
+    def batch(step: int):
         x0, text, mask, cond, camera, rng = batches(100_000 + step)  # steps the run itself never drew
-        g = torch.Generator().manual_seed(int(rng.integers(2**62)))
-        t = apply_shift(sample_training_t(x0.shape[0], g, d.t_mean, d.t_std, d.t_uniform_fraction), batch_shift(d, patch, tuple(x0.shape)))
-        noise = torch.randn(x0.shape, generator=g)
-        with autocast(d.precision):
-            pred = model(add_noise(x0, noise, t), t, text, mask, cond, camera)
-        loss = flow_loss(pred, velocity_target(x0, noise))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), d.grad_clip)
-        optimizer.step()
-        ema.update(model)
-        losses.append(float(loss.detach()))
-        step += 1
-        if step % 100 == 0:
-            print(f"step {step} loss {np.mean(losses[-100:]):.4f} {(time.monotonic() - start) / 60:.1f} min", flush=True)
-    shutil.copytree(args.run / "model", args.out, dirs_exist_ok=True)
-    save_pretrained(ema.model, args.out / "dit", dtype=torch.float16)
+        return x0, text, mask, cond, camera, torch.Generator().manual_seed(int(rng.integers(2**62)))
+
+    ema, step, final_loss = finetune(model, d, batch, args.minutes, args.lr, args.ema_decay)
+    write_model_dir(args.run / "model", ema.model, args.out)
     stats = {"camera_caption_free": args.camera_caption_free, "steps": step, "minutes": args.minutes, "signal_captions": added,
-             "final_loss": float(np.mean(losses[-100:])), "lr": args.lr, "ema_decay": args.ema_decay, "from": str(args.run / "work" / "dit_ema")}  # fmt: skip
+             "final_loss": final_loss, "lr": args.lr, "ema_decay": args.ema_decay, "from": str(args.run / "work" / "dit_ema")}  # fmt: skip
     (args.out / "finetune.json").write_text(json.dumps(stats, indent=2))
     print(json.dumps(stats))
 

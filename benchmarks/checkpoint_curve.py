@@ -18,25 +18,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import tempfile
 from pathlib import Path
 
 import torch
 
+from dit_finetune import write_model_dir  # benchmarks/dit_finetune.py
 from kinema.commands.evaluate import suite_generator
 from kinema.evaluate.run import evaluate
 from kinema.evaluate.suite import build_suite
-from kinema.models.io import load_pretrained, save_pretrained
+from kinema.models.io import load_pretrained
 
 
 def ema_model_dir(model_dir: Path, checkpoint: Path, out: Path) -> dict:
     """`model_dir` with its DiT replaced by the checkpoint's EMA weights; returns the checkpoint's counters."""
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    shutil.copytree(model_dir, out, dirs_exist_ok=True)
     dit = load_pretrained(model_dir / "dit")
     dit.load_state_dict(state["ema"]["model"])
-    save_pretrained(dit, out / "dit", dtype=torch.float16)
+    write_model_dir(model_dir, dit, out)
     return {"step": int(state["step"]), "minutes": round(float(state["seconds"]) / 60, 1), "samples": int(state["samples"]), "loss": float(state["loss"])}
 
 

@@ -22,35 +22,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from dit_finetune import finetune, write_model_dir  # benchmarks/dit_finetune.py
 from kinema.commands.evaluate import suite_generator
-from kinema.diffusion.flow import add_noise, apply_shift, flow_loss, sample_training_t, velocity_target
+from kinema.engine.native import frames_to_uint8
 from kinema.evaluate.metrics import attribute_accuracy
 from kinema.evaluate.run import evaluate, ground_truth
 from kinema.evaluate.suite import build_suite
-from kinema.models.io import load_pretrained, save_pretrained
+from kinema.models.io import load_pretrained
 from kinema.models.text import load_text_encoder
 from kinema.train.config import load_config
-from kinema.train.dit_trainer import batch_shift, build_dit
+from kinema.train.data import to_model_video
+from kinema.train.dit_trainer import build_dit
 from kinema.train.latents import TRAIN_MAX_TOKENS, encode_captions
-from kinema.train.loop import EMA
-from kinema.train.vae_trainer import autocast
 from kinema.world.judge import read_clip, score
-
-
-def to_video(frames: np.ndarray) -> torch.Tensor:
-    """uint8 [T,H,W,3] -> float [1,3,T,H,W] in [-1, 1], the VAE's input."""
-    return torch.from_numpy(frames).permute(3, 0, 1, 2)[None].float() / 127.5 - 1.0
-
-
-def to_frames(video: torch.Tensor) -> np.ndarray:
-    return ((video[0].permute(1, 2, 3, 0).clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
 
 
 def main() -> None:
@@ -74,8 +62,8 @@ def main() -> None:
     vae = load_pretrained(args.run / "model" / "vae").eval()
     truths = [ground_truth(it) for it in items]
     with torch.inference_mode():
-        means = [vae.encode(to_video(f)) for f in truths]
-        recon = [to_frames(vae.decode(z)) for z in means]
+        means = [vae.encode(to_model_video(f)) for f in truths]
+        recon = [frames_to_uint8(vae.decode(z)[0]).numpy() for z in means]
         x0_all = torch.cat([vae.normalize(z) for z in means]).float()
     ceiling = attribute_accuracy([score(read_clip(r, it.clip.fps), it.scene) for r, it in zip(recon, items)])
     truth_read = attribute_accuracy([score(read_clip(f, it.clip.fps), it.scene) for f, it in zip(truths, items)])
@@ -89,36 +77,17 @@ def main() -> None:
         model = build_dit(d.model, x0_all.shape[1], hidden.shape[-1])
     else:
         model = load_pretrained(args.run / "work" / "dit_ema")
-    patch = tuple(model.config.patch)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=d.weight_decay)
-    ema = EMA(model, args.ema_decay)
-    shift = batch_shift(d, patch, tuple(x0_all.shape))
     rows = torch.arange(1, len(items) + 1)
-    start, step, losses = time.monotonic(), 0, []
-    model.train()
-    while time.monotonic() - start < args.minutes * 60:
+
+    def batch(step: int):
         g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
         cap = torch.where(torch.rand(len(items), generator=g) < d.caption_dropout, torch.zeros_like(rows), rows)
         width = int(lengths[cap].max())
         text, mask = hidden[cap, :width], torch.arange(width)[None, :] < lengths[cap, None].long()
-        t = apply_shift(sample_training_t(len(items), g, d.t_mean, d.t_std, d.t_uniform_fraction), shift)
-        noise = torch.randn(x0_all.shape, generator=g)
-        camera = torch.zeros(len(items), model.config.camera_dim)
-        with autocast(d.precision):
-            pred = model(add_noise(x0_all, noise, t), t, text, mask, None, camera)
-        loss = flow_loss(pred, velocity_target(x0_all, noise))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), d.grad_clip)
-        optimizer.step()
-        ema.update(model)
-        losses.append(float(loss.detach()))
-        step += 1
-        if step % 100 == 0:
-            print(f"step {step} loss {np.mean(losses[-100:]):.4f} {(time.monotonic() - start) / 60:.1f} min", flush=True)
+        return x0_all, text, mask, None, torch.zeros(len(items), model.config.camera_dim), g
 
-    shutil.copytree(args.run / "model", args.out, dirs_exist_ok=True)
-    save_pretrained(ema.model, args.out / "dit", dtype=torch.float16)
+    ema, step, final_loss = finetune(model, d, batch, args.minutes, args.lr, args.ema_decay)
+    write_model_dir(args.run / "model", ema.model, args.out)
     rows_out = []
     for guidance in args.guidance:
         result = evaluate(suite_generator(str(args.out), None, guidance), items, progress=False)
@@ -129,7 +98,7 @@ def main() -> None:
         "from": "fresh" if args.fresh else str(args.run / "work" / "dit_ema"),
         "minutes": args.minutes,
         "steps": step,  # each step is one pass over all the clips
-        "final_loss": float(np.mean(losses[-100:])),
+        "final_loss": final_loss,
         "lr": args.lr,
         "ema_decay": args.ema_decay,
         "ground_truth": truth_read,
