@@ -35,6 +35,7 @@ from kinema.service.db import LedgerEntry, Task, open_database  # noqa: E402
 from kinema.service.executors import LocalExecutor, make_executor  # noqa: E402
 from kinema.service.jobs import Queue  # noqa: E402
 from kinema.service.settings import Settings  # noqa: E402
+from kinema.service.submissions import Submission, SubmitWriter  # noqa: E402
 from kinema.service.workers import run_worker_process  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -101,6 +102,7 @@ def test_concurrent_submits_and_claims_lose_nothing(tmp_path: Path) -> None:
 
     grant(sessions, acct, 100_000)
     q = Queue(sessions, lease_seconds=30, max_attempts=3)
+    writer = SubmitWriter(sessions)
     errors: list[BaseException] = []
     ids: list[str] = []
     claimed: list[str] = []
@@ -109,8 +111,9 @@ def test_concurrent_submits_and_claims_lose_nothing(tmp_path: Path) -> None:
     def submitter(k: int) -> None:
         try:
             for i in range(25):
-                t = q.submit({"account_id": acct, "request_json": "{}", "resolved_json": json.dumps({"prompt": f"{k} {i}"}), "body_hash": "h", "idempotency_key": f"{k}-{i}"}, 3)
-                ids.append(t.id)
+                fields = {"account_id": acct, "request_json": "{}", "resolved_json": json.dumps({"prompt": f"{k} {i}"}), "body_hash": "h", "idempotency_key": f"{k}-{i}"}
+                outcome = writer.submit(Submission(fields, 3)).result()
+                ids.append(outcome.task.id)
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
 
@@ -129,6 +132,7 @@ def test_concurrent_submits_and_claims_lose_nothing(tmp_path: Path) -> None:
         t.start()
     for t in subs:
         t.join()
+    writer.stop()
     done.set()
     for t in claims:
         t.join()

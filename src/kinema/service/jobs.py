@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, insert, select, update
+from sqlalchemy import and_, bindparam, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from kinema.service import ledger
@@ -30,16 +30,12 @@ from kinema.service.db import (
     Account,
     Plan,
     Task,
-    new_id,
     now,
 )
 
-# The create path's statements, built once (compiled once, then only executed).
-_PLAN_PRIORITY = select(Plan.priority).join(Account, Account.plan == Plan.name).where(Account.id == bindparam("plan_of")).scalar_subquery()
-_INSERT_TASK = insert(Task.__table__).values(priority=func.coalesce(_PLAN_PRIORITY, 0))
 _BY_IDEMPOTENCY_KEY = select(Task.__table__).where(Task.account_id == bindparam("account_id"), Task.idempotency_key == bindparam("key"))
 
-# The workers' statements (claim, heartbeat), built once too.
+# The workers' statements (claim, heartbeat), built once (compiled once, then only executed).
 _TASKS = Task.__table__
 _RUNNING_COUNTS = select(Task.account_id, func.count().label("n")).where(Task.state == RUNNING).group_by(Task.account_id).subquery()
 _CANDIDATES = (
@@ -90,33 +86,7 @@ class Queue:
         if self.on_terminal is not None:
             self.on_terminal(session, task)
 
-    # -- submitting -------------------------------------------------------------------
-    def submit(self, fields: dict[str, Any], credits: int) -> Task:
-        """Store a new queued task and reserve its credits: one short write transaction.
-
-        `fields`: the Task columns the caller knows (account_id, request_json,
-        resolved_json, body_hash, output_format, total_steps; optionally id,
-        idempotency_key, callback_url). The priority is the account's plan's,
-        read in the same statement. Plain Core statements on the write
-        connection (the create path is the hottest write; an ORM flush costs
-        several times more CPU). Committed before this returns, so a task the
-        API answered 201 for is in the database (see db.make_engine for what
-        "committed" survives). Raises ledger.InsufficientCredits (nothing is
-        stored), or IntegrityError for an Idempotency-Key the account used already.
-        Returns the task as stored (a transient object, for the response).
-        """
-        values: dict[str, Any] = {
-            "state": QUEUED, "progress": 0.0, "step": 0, "attempts": 0, "runs_started": 0, "cancel_requested": False,
-            "deleted": False, "idempotency_key": None, "callback_url": None, "output_format": "mp4", "total_steps": 0,
-            **fields, "credits_reserved": credits, "created_at": now(),
-        }  # fmt: skip
-        values.setdefault("id", new_id())
-        with self.sessions.begin() as s:
-            conn = s.connection()
-            conn.execute(_INSERT_TASK, {**values, "plan_of": values["account_id"]})
-            ledger.reserve_on(conn, values["account_id"], values["id"], credits)
-        return Task(**values)
-
+    # -- submitting: creates are stored by submissions.SubmitWriter, in batches ------
     def find_idempotent(self, account_id: str, key: str) -> Task | None:
         """The account's task created with this Idempotency-Key, if any (a read: no write lock)."""
         with self.readers() as r:

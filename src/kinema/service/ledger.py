@@ -6,10 +6,10 @@ crash can leave one without the other.
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, bindparam, func, insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
-from kinema.service.db import Account, LedgerEntry, Task, now
+from kinema.service.db import LedgerEntry, Task
 
 
 class InsufficientCredits(Exception):
@@ -39,23 +39,7 @@ def reserve(session: Session, task: Task, amount: int) -> None:
     task.credits_reserved = amount
 
 
-_LOCK_ACCOUNT = select(Account.id).where(Account.id == bindparam("account_id")).with_for_update()
-_BALANCE = select(func.coalesce(func.sum(LedgerEntry.amount), 0)).where(LedgerEntry.account_id == bindparam("account_id"))
-_INSERT_ENTRY = insert(LedgerEntry.__table__)
-
-
-def reserve_on(conn: Connection, account_id: str, task_id: str, amount: int) -> None:
-    """`reserve` for the create path, in plain Core statements on the caller's connection (no ORM flush).
-
-    The same entry and the same check as `reserve`; the caller stores `credits_reserved` on the task row.
-    The account row is locked first (PostgreSQL; SQLite's IMMEDIATE transaction holds the whole
-    database), so two concurrent creates cannot both spend the same credits.
-    """
-    conn.execute(_LOCK_ACCOUNT, {"account_id": account_id})
-    have = int(conn.execute(_BALANCE, {"account_id": account_id}).scalar() or 0)
-    if amount > have:
-        raise InsufficientCredits(amount, have)
-    conn.execute(_INSERT_ENTRY, {"account_id": account_id, "task_id": task_id, "kind": "reserve", "amount": -amount, "note": "reserved at submit", "created_at": now()})
+INSERT_ENTRY = insert(LedgerEntry.__table__)  # the create path's reservations (submissions.store), many rows per statement
 
 
 def capture(session: Session, task: Task, amount: int | None = None) -> None:

@@ -35,6 +35,7 @@ class Settings:
     worker_nice: int = 10  # workers run at this lower CPU priority (0-19) so the API answers first on a shared machine
     max_attempts: int = 3
     sqlite_synchronous: str = "NORMAL"  # SQLite only: "NORMAL" (a commit survives kill -9 of any process) or "FULL" (and power loss); see db.make_engine
+    opentelemetry: bool = False  # FastAPI's built-in tracing/metrics of every request (for an operator who configures OpenTelemetry)
     auth_cache_seconds: float = 2.0  # an API key's account is remembered this long; a revoked key stops working within this time
     gpus_per_worker: float = 0.0  # executor "ray": GPUs each actor reserves (num_gpus); 0 runs on CPUs
     credits_per_tflop: float = 1.0

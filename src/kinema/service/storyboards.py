@@ -48,6 +48,7 @@ from kinema.service import pricing
 from kinema.service.errors import ApiError, code_for_message
 from kinema.service.executors import JobCancelled, is_worker_lost
 from kinema.service.moderation import check_text
+from kinema.service.submissions import Submission
 from kinema.service.uploads import Staging, staging
 from kinema.studio.storyboard import SHOT_REQUEST_FIELDS, Storyboard
 
@@ -282,17 +283,12 @@ def add_routes(app: FastAPI, svc: Any, account: Callable[..., Any], idempotent_r
         prices = {"shots": [q.credits for q in prepared.quote.shots], "references": {r.subject: r.credits for r in prepared.quote.references}}
         job = {"kind": "storyboard", "account_id": acct.id, "seed": prepared.board.seed, "storyboard": pinned, "prices": prices}
         shown = {**body.model_dump(mode="json", exclude_unset=True), "storyboard": _short_data_urls(body.storyboard.model_dump(mode="json", exclude_unset=True))}
-        view, created = submit_task(  # the same insert + reservation as a video task
-            acct, response, prepared.quote.credits,
-            dict(
-                id=stage.task_id, account_id=acct.id, request_json=json.dumps(shown), resolved_json=json.dumps(job, separators=(",", ":")),
-                body_hash=body_hash, idempotency_key=idempotency_key, callback_url=body.callback_url, output_format="mp4",
-                total_steps=prepared.total_steps,
-            ),
+        fields = dict(
+            id=stage.task_id, account_id=acct.id, request_json=json.dumps(shown), resolved_json=json.dumps(job, separators=(",", ":")),
+            body_hash=body_hash, idempotency_key=idempotency_key, callback_url=body.callback_url, output_format="mp4",
+            total_steps=prepared.total_steps,
         )  # fmt: skip
-        if created:
-            stage.commit()
-        return view
+        return submit_task(Submission(fields, prepared.quote.credits), response, stage)  # the same store + reservation as a video task
 
 
 # ---------------------------------------------------------------- the worker side

@@ -377,10 +377,14 @@ class Staging:
             shutil.rmtree(self.task_dir, ignore_errors=True)
 
 
+def new_staging(svc: Any) -> Staging:
+    """A Staging for one request of the service `svc`; the caller closes it (`contextlib.closing`)."""
+    return Staging(svc.settings, Uploads(svc.settings, svc.moderator))
+
+
 async def staging(request: Request) -> AsyncIterator[Staging]:
     """FastAPI dependency: one Staging per request, cleaned up when the request ends."""
-    svc = request.app.state.service
-    stage = Staging(svc.settings, Uploads(svc.settings, svc.moderator))
+    stage = new_staging(request.app.state.service)
     try:
         yield stage
     finally:
