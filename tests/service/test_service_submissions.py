@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -12,25 +15,35 @@ pytest.importorskip("sqlalchemy")
 pytest.importorskip("alembic")
 
 from sqlalchemy import false, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from kinema.service import ledger, submissions
 from kinema.service.accounts import create_account, grant, upsert_plan
 from kinema.service.app import seed_plans
-from kinema.service.db import LedgerEntry, Task, open_database
+from kinema.service.db import LedgerEntry, Task, make_engine, open_database
 from kinema.service.ledger import InsufficientCredits
 from kinema.service.settings import Settings
-from kinema.service.submissions import Stored, Submission, SubmitWriter, store
+from kinema.service.submissions import LoopWriter, Stored, Submission, SubmitWriter, store
 
 
 @pytest.fixture
-def sessions(tmp_path: Path):
+def db(tmp_path: Path):
     settings = Settings(data_dir=tmp_path)
     engine, s = open_database(settings.url)
     seed_plans(s, settings)
     upsert_plan(s, "empty", monthly_credits=0, concurrency=1, priority=0)
-    yield s
+    yield settings, engine, s
     engine.dispose()
+
+
+@pytest.fixture
+def sessions(db):
+    return db[2]
+
+
+@pytest.fixture
+def engine(db):
+    return db[1]
 
 
 def account(sessions, name: str, credits: int) -> str:
@@ -81,9 +94,9 @@ def test_a_key_stored_in_an_earlier_batch_returns_its_task(sessions) -> None:
         assert ledger.balance(s, a) == 7  # reserved once
 
 
-def test_the_writer_groups_concurrent_creates_and_loses_none(sessions) -> None:
+def test_the_writer_groups_concurrent_creates_and_loses_none(sessions, engine) -> None:
     a = account(sessions, "a", 1_000)
-    writer = SubmitWriter(sessions)
+    writer = SubmitWriter(engine)
     futures = []
     barrier = threading.Barrier(8)
 
@@ -107,7 +120,7 @@ def test_the_writer_groups_concurrent_creates_and_loses_none(sessions) -> None:
         assert ledger.balance(s, a) == 1_000 - 320
 
 
-def test_a_key_taken_by_another_transaction_falls_back_to_one_create_each(sessions, monkeypatch) -> None:
+def test_a_key_taken_by_another_transaction_falls_back_to_one_create_each(sessions, engine, monkeypatch) -> None:
     """PostgreSQL with several API processes: a batch's insert can meet a key committed after its lookup."""
     a = account(sessions, "a", 10)
     racer = store_batch(sessions, [sub(a, 2, "k")])[0]  # another process's create with key "k", committed
@@ -128,7 +141,7 @@ def test_a_key_taken_by_another_transaction_falls_back_to_one_create_each(sessio
 
     monkeypatch.setattr(submissions, "store", racing_store)
     holding, release = threading.Event(), threading.Event()
-    writer = SubmitWriter(sessions)
+    writer = SubmitWriter(engine)
     writer.submit(sub(a, 0))
     assert holding.wait(5)
     futures = [writer.submit(sub(a, 2, "k")), writer.submit(sub(a, 3, "other"))]
@@ -141,7 +154,7 @@ def test_a_key_taken_by_another_transaction_falls_back_to_one_create_each(sessio
         assert ledger.balance(s, a) == 10 - 2 - 3
 
 
-def test_a_failed_batch_answers_every_create_and_stores_nothing(sessions, monkeypatch) -> None:
+def test_a_failed_batch_answers_every_create_and_stores_nothing(sessions, engine, monkeypatch) -> None:
     a = account(sessions, "a", 10)
 
     def broken(conn, batch):
@@ -149,7 +162,7 @@ def test_a_failed_batch_answers_every_create_and_stores_nothing(sessions, monkey
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(submissions, "store", broken)
-    writer = SubmitWriter(sessions)
+    writer = SubmitWriter(engine)
     fut = writer.submit(sub(a, 2, "k"))
     with pytest.raises(RuntimeError, match="disk full"):
         fut.result(timeout=30)
@@ -160,3 +173,87 @@ def test_a_failed_batch_answers_every_create_and_stores_nothing(sessions, monkey
 
 def test_insufficient_credits_names_need_and_balance() -> None:
     assert str(InsufficientCredits(6, 4)) == "this task costs 6 credits; the balance is 4"
+
+
+# -- the event-loop writer (SQLite) ----------------------------------------------------------------
+
+
+def loop_writer(settings: Settings, **kw) -> LoopWriter:
+    return LoopWriter(make_engine(settings.url, busy_seconds=0), **kw)
+
+
+def test_the_loop_writer_stores_one_pass_of_creates_in_one_transaction(db) -> None:
+    settings, _, sessions = db
+    a = account(sessions, "a", 10)
+    writer = loop_writer(settings)
+
+    async def burst():
+        return await asyncio.gather(*(writer.submit_async(sub(a, 3, f"k{i}")) for i in range(4)), writer.submit_async(sub(a, 1, "k0")))
+
+    out = asyncio.run(burst())
+    assert [o.created if isinstance(o, Stored) else "refused" for o in out] == [True, True, True, "refused", False]
+    assert out[4].task.id == out[0].task.id and writer.batches == 1 and writer.stored == 3
+    with sessions() as s:
+        assert ledger.balance(s, a) == 1
+    writer.engine.dispose()
+
+
+def test_the_loop_writer_never_waits_for_a_held_write_lock(db) -> None:
+    """Another connection holds SQLite's write lock: the loop keeps running and the create is stored once it is free."""
+    settings, _, sessions = db
+    a = account(sessions, "a", 10)
+    writer = loop_writer(settings, retry_seconds=0.001)
+    holder = sqlite3.connect(settings.data_dir / "kinema.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    ticks = []
+
+    async def main():
+        async def ticker():  # the loop keeps turning while the lock is held
+            while len(ticks) < 20:
+                ticks.append(time.monotonic())
+                await asyncio.sleep(0.005)
+
+        async def release_later():
+            await asyncio.sleep(0.1)
+            holder.execute("COMMIT")
+
+        outcome, *_ = await asyncio.gather(writer.submit_async(sub(a, 4, "k")), ticker(), release_later())
+        return outcome
+
+    outcome = asyncio.run(main())
+    holder.close()
+    assert isinstance(outcome, Stored) and outcome.created and writer.lock_retries > 0
+    assert len(ticks) == 20 and max(b - a for a, b in zip(ticks, ticks[1:])) < 0.1  # never blocked for the lock's 100 ms
+    with sessions() as s:
+        assert ledger.balance(s, a) == 6
+    writer.engine.dispose()
+
+
+def test_the_loop_writer_gives_up_after_busy_seconds_and_stores_nothing(db) -> None:
+    settings, _, sessions = db
+    a = account(sessions, "a", 10)
+    writer = loop_writer(settings, retry_seconds=0.001, busy_seconds=0.05)
+    holder = sqlite3.connect(settings.data_dir / "kinema.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    with pytest.raises(OperationalError, match="locked"):
+        asyncio.run(writer.submit_async(sub(a, 4, "k")))
+    holder.execute("ROLLBACK")
+    holder.close()
+    with sessions() as s:
+        assert s.scalars(select(Task)).all() == [] and ledger.balance(s, a) == 10
+    writer.engine.dispose()
+
+
+def test_the_loop_writer_takes_creates_from_other_threads(db) -> None:
+    settings, _, sessions = db
+    a = account(sessions, "a", 10)
+    writer = loop_writer(settings)
+
+    async def main():
+        writer.start(asyncio.get_running_loop())
+        return await asyncio.to_thread(lambda: writer.submit(sub(a, 2, "t")).result(timeout=10))
+
+    assert asyncio.run(main()).created
+    with sessions() as s:
+        assert ledger.balance(s, a) == 8
+    writer.engine.dispose()

@@ -102,7 +102,7 @@ def test_concurrent_submits_and_claims_lose_nothing(tmp_path: Path) -> None:
 
     grant(sessions, acct, 100_000)
     q = Queue(sessions, lease_seconds=30, max_attempts=3)
-    writer = SubmitWriter(sessions)
+    writer = SubmitWriter(engine)
     errors: list[BaseException] = []
     ids: list[str] = []
     claimed: list[str] = []

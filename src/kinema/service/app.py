@@ -22,7 +22,7 @@ from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kinema.engine.backend import Backend, ResolvedRequest
@@ -37,15 +37,17 @@ from kinema.service.db import (
     Account,
     Plan,
     Task,
+    make_engine,
     open_database,
     open_readers,
 )
 from kinema.service.errors import ApiError, from_input_error, from_validation_errors
 from kinema.service.executors import BackendFactory
+from kinema.service.fastlane import CreateFastLane
 from kinema.service.jobs import Queue
 from kinema.service.moderation import BlocklistModerator, Moderator
 from kinema.service.settings import Settings
-from kinema.service.submissions import Outcome, Submission, SubmitWriter, TaskRecord
+from kinema.service.submissions import LoopWriter, Outcome, Submission, SubmitWriter, TaskRecord
 from kinema.service.uploads import Staging, new_staging, pin_request, remove_task_inputs, resolve_request_media, staging
 from kinema.service.workers import Workers
 
@@ -130,7 +132,7 @@ class Service:
     moderator: Moderator
     sessions: Any  # read-write transactions
     readers: Any  # read-only ones (on SQLite they do not queue for the write lock)
-    submissions: SubmitWriter  # stores creates, many per transaction
+    submissions: SubmitWriter | LoopWriter  # stores creates, many per transaction
 
 
 def task_view(task: Task | TaskRecord) -> TaskView:
@@ -175,17 +177,21 @@ def create_app(settings: Settings, backend_factory: BackendFactory, *, moderator
     )  # fmt: skip
     workers = Workers(settings, queue, backend, backend_factory, sender, executor=executor)
     moderator = moderator or BlocklistModerator(settings.moderation_blocklist, settings.moderation_image_hashes)
-    svc = Service(settings, backend, queue, workers, moderator, sessions, readers, SubmitWriter(sessions))
+    svc = Service(settings, backend, queue, workers, moderator, sessions, readers, make_submit_writer(settings, engine))
 
     def warm_up() -> None:
-        """Load the tokenizer and the pricing model now, so the first client does not wait for them."""
+        """Load the tokenizer and the pricing model, store a create (rolled back) and look a key up now,
+        so that the first clients do not wait for them (a burst at start-up waited for all of it)."""
         try:
             pricing.quote(backend, backend.validate(GenerationRequest(prompt="warm up")), settings.credits_per_tflop)
         except KinemaInputError:
             pass
+        svc.submissions.warm_up()
+        app.state.key_cache.load("warm-up: opens a reader connection")
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        svc.submissions.start(asyncio.get_running_loop())
         await asyncio.to_thread(warm_up)
         freeze_startup_objects()
         await asyncio.to_thread(workers.start, run_workers)
@@ -194,6 +200,7 @@ def create_app(settings: Settings, backend_factory: BackendFactory, *, moderator
         finally:
             await asyncio.to_thread(workers.stop)
             await asyncio.to_thread(svc.submissions.stop)
+            svc.submissions.engine.dispose()
             engine.dispose()
             read_engine.dispose()
 
@@ -202,8 +209,8 @@ def create_app(settings: Settings, backend_factory: BackendFactory, *, moderator
         **fastapi_telemetry(settings.opentelemetry),
     )  # fmt: skip
     app.state.service = svc
-    install_error_handlers(app, settings)
     add_routes(app, svc)
+    install_error_handlers(app, settings)  # after the routes: its body limit is the outer middleware, before the fast lane
     try:
         from kinema.service.studio import mount_studio
 
@@ -211,6 +218,14 @@ def create_app(settings: Settings, backend_factory: BackendFactory, *, moderator
     except ImportError:  # the studio module is optional
         pass
     return app
+
+
+def make_submit_writer(settings: Settings, engine: Engine) -> SubmitWriter | LoopWriter:
+    """SQLite: creates are stored on the event loop, on a connection of their own that never waits for
+    the write lock; any other database: by a thread on the service's write engine (submissions.py says why)."""
+    if engine.dialect.name == "sqlite":
+        return LoopWriter(make_engine(settings.url, sqlite_synchronous=settings.sqlite_synchronous, busy_seconds=0))
+    return SubmitWriter(engine)
 
 
 def freeze_startup_objects() -> None:
@@ -296,12 +311,19 @@ def add_routes(app: FastAPI, svc: Service) -> None:
     app.state.key_cache = keys  # `.forget()` after revoking a key in this process
 
     async def account(authorization: str | None = Header(default=None, description="Bearer <api key>")) -> Account:
+        return await authenticate(authorization)
+
+    async def authenticate(authorization: str | None) -> Account:
+        """The account of an `Authorization: Bearer <key>` header, or 401."""
         if not authorization or not authorization.lower().startswith("bearer "):
             raise ApiError(401, "auth.missing", "send an API key: Authorization: Bearer <key>")
         token = authorization[7:].strip()
-        acct = keys.get(token)  # a recent key costs no query and no thread hop
+        acct = keys.get(token)  # a recent key costs no query
         if acct is None:
-            acct = await asyncio.to_thread(keys.load, token)
+            # One indexed read, on the event loop: handing it to a thread costs more under load,
+            # as the thread must win the GIL back from the busy loop (up to the interpreter's
+            # 5 ms switch interval per hand-over), and a burst of new keys then stalled every request.
+            acct = keys.load(token)
         if acct is None:
             raise ApiError(401, "auth.invalid", "this API key is not valid")
         return acct
@@ -348,15 +370,14 @@ def add_routes(app: FastAPI, svc: Service) -> None:
         )  # fmt: skip
         return Submission(fields, q.credits)
 
-    @app.post("/v1/tasks", response_model=TaskView, status_code=201, responses=ERRORS, tags=["tasks"])
-    async def create_task(
-        body: TaskCreate, response: Response, acct: Account = Depends(account),
-        idempotency_key: str | None = Header(default=None, max_length=200, description="Same key + same body = the same task"),
-    ) -> TaskView:  # fmt: skip
-        # The hottest route, kept lean: on the event loop with no thread hop unless there are files
-        # to read (a text request is pure computation; the store is the writer thread's,
-        # submissions.SubmitWriter), and its Staging opened here rather than by a generator
-        # dependency, which costs a create some 10% more CPU.
+    async def create(body: TaskCreate, acct: Account, idempotency_key: str | None) -> tuple[int, TaskView]:
+        """A video task's create, whichever way it arrived (the route below, or the fast lane): (201 or 200, the task).
+
+        On the event loop with no thread hop unless there are files to read (a text request
+        is pure computation; the store is the writer thread's, submissions.SubmitWriter), and
+        its Staging opened here rather than by a generator dependency, which costs a create
+        some 10% more CPU.
+        """
         body_hash = body_hash_of(body)
         with closing(new_staging(svc)) as stage:
             try:
@@ -368,26 +389,36 @@ def add_routes(app: FastAPI, svc: Service) -> None:
                 existing = None if idempotency_key is None else await asyncio.to_thread(find_idempotent, acct, idempotency_key, body_hash)
                 if existing is None:
                     raise
-                response.status_code = 200
-                return existing
-            return answer(await svc.submissions.submit_async(sub), sub, response, stage)
+                return 200, existing
+            return answer(await svc.submissions.submit_async(sub), sub, stage)
+
+    @app.post("/v1/tasks", response_model=TaskView, status_code=201, responses=ERRORS, tags=["tasks"])
+    async def create_task(
+        body: TaskCreate, response: Response, acct: Account = Depends(account),
+        idempotency_key: str | None = Header(default=None, max_length=200, description="Same key + same body = the same task"),
+    ) -> TaskView:  # fmt: skip
+        """Most creates do not get here: the fast lane (fastlane.py) answers them with the same `create`."""
+        response.status_code, view = await create(body, acct, idempotency_key)
+        return view
+
+    app.add_middleware(CreateFastLane, create=create, authenticate=authenticate, body_model=TaskCreate)
 
     def submit_task(sub: Submission, response: Response, stage: Staging) -> TaskView:
-        """`create_task`'s store for a caller in a worker thread (storyboard tasks): the same writer, waited for."""
-        return answer(svc.submissions.submit(sub).result(), sub, response, stage)
+        """`create`'s store for a caller in a worker thread (storyboard tasks): the same writer, waited for."""
+        response.status_code, view = answer(svc.submissions.submit(sub).result(), sub, stage)
+        return view
 
-    def answer(outcome: Outcome, sub: Submission, response: Response, stage: Staging) -> TaskView:
+    def answer(outcome: Outcome, sub: Submission, stage: Staging) -> tuple[int, TaskView]:
         """A stored create's answer: 201 and its task, 200 and the task an earlier create with its
-        Idempotency-Key made (then nothing it staged is kept), 402 or 422."""
+        Idempotency-Key made (then nothing it staged is kept), or 402 or 422."""
         if isinstance(outcome, ledger.InsufficientCredits):
             raise ApiError(402, "credits.insufficient", str(outcome))
         if not outcome.created:
             if outcome.task.body_hash != sub.fields["body_hash"]:
                 raise ApiError(422, "idempotency.key_reused", "this Idempotency-Key was used with a different body")
-            response.status_code = 200
-            return task_view(outcome.task)
+            return 200, task_view(outcome.task)
         stage.commit()  # keep the task's inputs
-        return task_view(outcome.task)
+        return 201, task_view(outcome.task)
 
     def idempotent_replay(acct: Account, body: BaseModel, key: str | None, response: Response) -> tuple[str, TaskView | None]:
         """A create's body hash, and the task an earlier create with this Idempotency-Key and body made (status 200), if any."""

@@ -4,9 +4,10 @@ Why: SQLite has one writer at a time, and the commit is the costly part of a
 short transaction on any database. With one transaction per create, creates
 under load queue for the write lock one by one, each paying its own begin,
 idempotency lookup, balance query and commit, plus a thread hop to get there.
-Here each create is handed to one writer thread, which takes every create that
-is waiting when it is free and stores them together: the lookups and the
-commit are paid once per batch. A create is still answered only after its
+Here one writer takes every create that is waiting when it is free and stores
+them together: the lookups and the commit are paid once per batch. The writer
+is the event loop itself for SQLite (LoopWriter) and a thread for a database
+across the network (SubmitWriter). A create is still answered only after its
 commit, so a task the API answered 201 for is never lost.
 
 Each create keeps its own outcome, exactly as if the batch's creates had run
@@ -20,14 +21,17 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
-from collections.abc import Sequence
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, Engine, bindparam, func, insert, select
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from kinema.service.db import QUEUED, Account, LedgerEntry, Plan, Task, new_id, now
 from kinema.service.ledger import INSERT_ENTRY, InsufficientCredits
@@ -78,6 +82,15 @@ class Stored:
 
 
 Outcome = Stored | InsufficientCredits
+
+
+@dataclass(frozen=True)
+class Failed:
+    """A create that could not be stored (its caller hears `error`), as opposed to an Outcome it is answered with."""
+
+    error: BaseException
+
+Begin = Callable[[], AbstractContextManager[Connection]]  # a write transaction that commits on exit (Engine.begin)
 
 
 def task_row(sub: Submission) -> dict[str, Any]:
@@ -134,21 +147,76 @@ def store(conn: Connection, batch: Sequence[Submission]) -> list[Outcome]:
     return outcomes
 
 
-class SubmitWriter:
-    """The thread that stores creates in batches (`store`), one write transaction per batch.
+def store_all(begin: Begin, subs: Sequence[Submission]) -> list[Outcome | Failed]:
+    """`store` the batch in one transaction from `begin()` (e.g. Engine.begin), which commits it.
 
-    `submit` from any thread returns a Future; `submit_async` awaits it on the event loop.
-    The thread starts with the first create and stops (after storing what is queued) at `stop`.
+    If another transaction took one of the batch's Idempotency-Keys after the lookup
+    (IntegrityError: PostgreSQL with several API processes), each create is stored alone,
+    where the lookup then finds it; one create's failure there is that create's alone.
+    Any other error is raised: nothing of the batch was stored.
+    """
+    try:
+        with begin() as conn:
+            return list(store(conn, subs))
+    except IntegrityError:
+        return [_store_one(begin, sub) for sub in subs]
+
+
+def _store_one(begin: Begin, sub: Submission) -> Outcome | Failed:
+    try:
+        try:
+            with begin() as conn:
+                return store(conn, [sub])[0]
+        except IntegrityError:  # its key's task is committed now: the lookup finds it
+            with begin() as conn:
+                return store(conn, [sub])[0]
+    except Exception as exc:  # noqa: BLE001 - this create's answer
+        return Failed(exc)
+
+
+def warm_up(begin: Begin) -> None:
+    """One store of a made-up create, rolled back: the first real creates then do not pay for compiling
+    and preparing the statements (some 10 ms, which a burst of creates at start-up all waited for)."""
+
+    class _RollBack(Exception):
+        pass
+
+    try:
+        with begin() as conn:
+            plan = conn.execute(select(Plan.name).limit(1)).scalar()
+            if plan is not None:
+                account_id = new_id()
+                conn.execute(insert(Account.__table__).values(id=account_id, name=f"warm-up {account_id}", plan=plan, created_at=now()))
+                fields = {"account_id": account_id, "request_json": "{}", "resolved_json": "{}", "body_hash": "", "idempotency_key": "warm-up"}
+                store(conn, [Submission(fields, 0)])
+            raise _RollBack
+    except _RollBack:
+        pass
+
+
+class SubmitWriter:
+    """A thread that stores creates in batches (`store_all`), one write transaction per batch.
+
+    For a database across the network (PostgreSQL), whose waits must not stop the event
+    loop. (SQLite's calls are CPU work in this process: see LoopWriter.) `submit` from any
+    thread returns a Future; `submit_async` awaits it on the event loop. The thread starts
+    with the first create and stops (after storing what is queued) at `stop`.
     """
 
-    def __init__(self, sessions: Any, max_batch: int = MAX_BATCH) -> None:
-        self.sessions = sessions
+    def __init__(self, engine: Engine, max_batch: int = MAX_BATCH) -> None:
+        self.engine = engine
         self.max_batch = max_batch
         self._queue: queue.SimpleQueue[tuple[Submission, Future[Outcome]] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self.batches = 0  # transactions committed (for tests and benchmarks: how well creates were grouped)
         self.stored = 0
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Nothing to do: the thread starts with the first create."""
+
+    def warm_up(self) -> None:
+        warm_up(self.engine.begin)
 
     def submit(self, sub: Submission) -> Future[Outcome]:
         fut: Future[Outcome] = Future()
@@ -186,38 +254,130 @@ class SubmitWriter:
                     stopping = True
                     break
                 batch.append(more)
-            self._write(batch)
+            try:
+                outcomes = store_all(self.engine.begin, [sub for sub, _ in batch])
+            except BaseException as exc:  # noqa: BLE001 - every waiting create must hear of it (nothing was stored)
+                outcomes = [Failed(exc)] * len(batch)
+            self._count(outcomes)
+            for (_, fut), outcome in zip(batch, outcomes, strict=True):
+                if isinstance(outcome, Failed):
+                    fut.set_exception(outcome.error)
+                else:
+                    fut.set_result(outcome)
             if stopping:
                 return
 
-    def _write(self, batch: list[tuple[Submission, Future[Outcome]]]) -> None:
-        try:
-            outcomes = self._store([sub for sub, _ in batch])
-        except IntegrityError:  # a concurrent transaction took one of the keys: store each alone
-            for sub, fut in batch:
-                self._write_one(sub, fut)
-            return
-        except BaseException as exc:  # noqa: BLE001 - every waiting create must hear of it (nothing was stored)
-            for _, fut in batch:
-                fut.set_exception(exc)
-            return
-        for (_, fut), outcome in zip(batch, outcomes, strict=True):
-            fut.set_result(outcome)
-
-    def _write_one(self, sub: Submission, fut: Future[Outcome]) -> None:
-        try:
-            try:
-                outcome = self._store([sub])[0]
-            except IntegrityError:  # its key's task is committed now: the lookup finds it
-                outcome = self._store([sub])[0]
-        except BaseException as exc:  # noqa: BLE001
-            fut.set_exception(exc)
-            return
-        fut.set_result(outcome)
-
-    def _store(self, subs: list[Submission]) -> list[Outcome]:
-        with self.sessions.begin() as s:
-            outcomes = store(s.connection(), subs)
+    def _count(self, outcomes: list[Outcome | Failed]) -> None:
         self.batches += 1
         self.stored += sum(1 for o in outcomes if isinstance(o, Stored) and o.created)
-        return outcomes
+
+
+class LoopWriter:
+    """SQLite: creates stored on the event loop itself, those that arrived in one pass of the loop in one transaction.
+
+    Why not a thread: SQLite runs inside this process, so its calls are CPU work like the
+    rest of a create, not waiting. A writer thread had to win the GIL back from the busy
+    event loop after each of the many points where the sqlite3 module releases it (up to
+    the interpreter's 5 ms switch interval each time): under load a batch that takes
+    3 ms alone took 20-50 ms, and every create waited for it. Here the batch runs as a
+    loop callback scheduled behind the requests already read (`call_soon`), so it holds
+    every create that those requests made.
+
+    The loop never waits for SQLite's write lock, which a worker thread or another process
+    may hold: this writer's own connection has no busy timeout, and when the lock is
+    taken the batch is tried again `retry_seconds` later, for up to `busy_seconds`.
+    """
+
+    def __init__(self, engine: Engine, max_batch: int = MAX_BATCH, retry_seconds: float = 0.0005, busy_seconds: float = 30.0) -> None:
+        self.engine = engine  # one connection, no busy timeout: db.make_engine(url, busy_seconds=0)
+        self.max_batch = max_batch
+        self.retry_seconds = retry_seconds
+        self.busy_seconds = busy_seconds
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pending: deque[tuple[Submission, asyncio.Future[Outcome]]] = deque()
+        self._scheduled = False
+        self._locked_since: float | None = None
+        self.batches = 0
+        self.stored = 0
+        self.lock_retries = 0  # times the write lock was taken (for benchmarks)
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The loop that runs the batches (`submit` from other threads hands creates to it)."""
+        self._loop = loop
+
+    def warm_up(self) -> None:
+        warm_up(self.engine.begin)
+
+    async def submit_async(self, sub: Submission) -> Outcome:
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        fut: asyncio.Future[Outcome] = loop.create_future()
+        self._pending.append((sub, fut))
+        self._schedule(0.0)
+        return await fut
+
+    def submit(self, sub: Submission) -> Future[Outcome]:
+        """From a thread other than the loop's (a storyboard create, a test)."""
+        if self._loop is None:
+            raise RuntimeError("the service has not started: no event loop to store creates on")
+        return asyncio.run_coroutine_threadsafe(self.submit_async(sub), self._loop)
+
+    def stop(self) -> None:
+        """Nothing to do: creates still waiting are stored while the loop runs (the server finishes its requests first)."""
+
+    def _schedule(self, delay: float) -> None:
+        if self._scheduled:
+            return
+        self._scheduled = True
+        loop = self._loop
+        assert loop is not None
+        if delay > 0:
+            loop.call_later(delay, self._flush)
+        else:
+            loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        batch: list[tuple[Submission, asyncio.Future[Outcome]]] = []
+        while self._pending and len(batch) < self.max_batch:
+            sub, fut = self._pending.popleft()
+            if not fut.done():  # (a request cancelled before its store: nothing is stored for it)
+                batch.append((sub, fut))
+        if not batch:
+            return
+        try:
+            outcomes = store_all(self.engine.begin, [sub for sub, _ in batch])
+        except OperationalError as exc:
+            if is_locked(exc) and self._wait_for_lock():
+                self._pending.extendleft(reversed(batch))
+                self._schedule(self.retry_seconds)
+                return
+            outcomes = [Failed(exc)] * len(batch)
+        except BaseException as exc:  # noqa: BLE001 - every waiting create must hear of it (nothing was stored)
+            outcomes = [Failed(exc)] * len(batch)
+        self._locked_since = None
+        self.batches += 1
+        self.stored += sum(1 for o in outcomes if isinstance(o, Stored) and o.created)
+        for (_, fut), outcome in zip(batch, outcomes, strict=True):
+            if fut.done():
+                continue
+            if isinstance(outcome, Failed):
+                fut.set_exception(outcome.error)
+            else:
+                fut.set_result(outcome)
+        if self._pending:
+            self._schedule(0.0)
+
+    def _wait_for_lock(self) -> bool:
+        """The write lock is taken: True to try again shortly, False once `busy_seconds` have passed."""
+        self.lock_retries += 1
+        t = time.monotonic()
+        if self._locked_since is None:
+            self._locked_since = t
+        return t - self._locked_since < self.busy_seconds
+
+
+def is_locked(exc: OperationalError) -> bool:
+    """SQLite's "database is locked": another connection holds the write lock."""
+    return "locked" in str(exc.orig).lower()
