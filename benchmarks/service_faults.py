@@ -14,14 +14,25 @@ Each run submits 12 tasks (a fifth of them cancelled at once: queued ones end at
 running ones at their worker's next progress write), then lets the service drain; the
 audit then checks that every task is terminal and that every task's ledger entries
 match its state and every balance = grants - charges - open reservations.
+- `--mode creates`: the kill lands in a burst of creates instead (the group commit's
+  window: creates read but not yet stored, stored but not yet answered). 20 clients
+  submit 1,000 tasks with Idempotency-Keys through the load client to a server with no
+  workers (the tasks stay queued: this mode is about the create path); the server is
+  killed -9 after a random 0.05-0.4 s and restarted; each create that got no answer is
+  sent again with its key, as a client would. Checked besides the ledger audit (every
+  queued task holds exactly its reservation): every task answered 201 before the kill is
+  in the database; every key has exactly one task; a retried key whose create was stored
+  before the kill gets that same task (200) and is charged once.
 
     nice -n 19 env OMP_NUM_THREADS=1 .venv/bin/python benchmarks/service_faults.py --mode server --runs 20
     nice -n 19 env OMP_NUM_THREADS=1 .venv/bin/python benchmarks/service_faults.py --mode workers --runs 20
+    env OMP_NUM_THREADS=1 .venv/bin/python benchmarks/service_faults.py --mode creates --runs 20
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import random
 import signal
@@ -35,6 +46,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from service_common import ROOT, audit, free_port, make_accounts, start_server, start_worker
+from service_load import post_json
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
 STEP_DELAY = 0.05
@@ -121,20 +133,97 @@ def one_run(seed: int, tasks: int, mode: str) -> dict:
     return {"seed": seed, "mode": mode, "kills": kills, **report}
 
 
+CREATE_CLIENTS, CREATE_TASKS = 20, 1000
+
+
+async def send_creates(port: int, key: str, numbers: list[int], clients: int) -> dict[int, tuple[int, str]]:
+    """Create task n (Idempotency-Key "create-n") for each n, from `clients` connections; n -> (status, id)
+    for the creates answered. A create whose connection failed (the server was killed) has no entry."""
+    answered: dict[int, tuple[int, str]] = {}
+
+    async def client(mine: list[int]) -> None:
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            return
+        try:
+            for n in mine:
+                body = json.dumps({"prompt": f"ball {n}", "steps": 2, "seed": n}).encode()
+                status, data = await post_json(reader, writer, "/v1/tasks", body, {"authorization": f"Bearer {key}", "idempotency-key": f"create-{n}"})
+                answered[n] = (status, json.loads(data).get("id", ""))
+        except (OSError, asyncio.IncompleteReadError, ValueError):
+            return  # the server went away mid-create: this one and the rest of this client's go unanswered
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(client(numbers[i::clients]) for i in range(clients)))
+    return answered
+
+
+def creates_run(seed: int) -> dict:
+    """Kill -9 the server during a burst of creates; retry the unanswered ones by key; check nothing was lost or doubled."""
+    import sqlite3
+
+    rng = random.Random(seed)
+    root = Path(tempfile.mkdtemp(prefix=f"kinema-fault-creates{seed}-"))
+    data = root / "data"
+    key = make_accounts(data, n=1, credits=10_000_000)[0]
+    svc = Service(data, root / "service.log", worker_processes=0)
+    svc.in_process = 0  # no workers: every task stays queued, holding its reservation
+    svc.start_server()
+    port = int(svc.url.rsplit(":", 1)[1])
+    numbers = list(range(CREATE_TASKS))
+
+    async def burst_and_kill() -> dict[int, tuple[int, str]]:
+        sender = asyncio.ensure_future(send_creates(port, key, numbers, CREATE_CLIENTS))
+        await asyncio.sleep(rng.uniform(0.05, 0.4))
+        svc.kill(svc.server)
+        return await sender
+
+    before = asyncio.run(burst_and_kill())
+    time.sleep(rng.uniform(0.0, 0.5))
+    svc.start_server()
+    port = int(svc.url.rsplit(":", 1)[1])
+    unanswered = [n for n in numbers if n not in before]
+    after = asyncio.run(send_creates(port, key, unanswered, CREATE_CLIENTS))
+    svc.stop_all()
+    conn = sqlite3.connect(f"file:{data / 'kinema.db'}?mode=ro", uri=True)
+    try:
+        by_key = dict(conn.execute("SELECT idempotency_key, id FROM tasks").fetchall())
+        tasks_per_key = max((c for (c,) in conn.execute("SELECT count(*) FROM tasks GROUP BY idempotency_key")), default=0)
+    finally:
+        conn.close()
+    created_before = {n: tid for n, (status, tid) in before.items() if status == 201}
+    report = audit(data)
+    checks = {
+        "answered_before_kill": len(before), "sent_again": len(unanswered),
+        "sent_again_found_stored": sum(1 for n in unanswered if after.get(n, (0, ""))[0] == 200),
+        "non_2xx": sum(1 for status, _ in {**before, **after}.values() if status not in (200, 201)),
+        "unanswered_after_retry": sum(1 for n in unanswered if n not in after),
+        "answered_201_missing_from_db": sum(1 for n, tid in created_before.items() if by_key.get(f"create-{n}") != tid),
+        "retry_got_another_task": sum(1 for n in unanswered if n in after and by_key.get(f"create-{n}") != after[n][1]),
+        "max_tasks_per_key": tasks_per_key, "tasks_in_db": len(by_key),
+    }  # fmt: skip
+    return {"seed": seed, "mode": "creates", "kills": {"server": 1, "worker": 0}, **checks, **report}
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--mode", choices=("server", "workers"), default="workers")
+    p.add_argument("--mode", choices=("server", "workers", "creates"), default="workers")
     p.add_argument("--runs", type=int, default=20)
     p.add_argument("--tasks", type=int, default=12)
     p.add_argument("--out", type=Path, default=None, help="default: docs/results/service_faults[_workers].json")
     a = p.parse_args()
-    out = a.out or ROOT / "docs" / "results" / ("service_faults.json" if a.mode == "server" else "service_faults_workers.json")
+    out = a.out or ROOT / "docs" / "results" / {"server": "service_faults.json", "workers": "service_faults_workers.json", "creates": "service_faults_creates.json"}[a.mode]
     results: list[dict] = []
     t0 = time.perf_counter()
     for seed in range(a.runs):
-        r = one_run(seed, a.tasks, a.mode)
+        r = creates_run(seed) if a.mode == "creates" else one_run(seed, a.tasks, a.mode)
         results.append(r)
-        print(json.dumps({k: r[k] for k in ("seed", "kills", "states", "non_terminal", "max_runs_started", "ledger_problems")}), flush=True)
+        shown = ("seed", "kills", "states", "non_terminal", "max_runs_started", "ledger_problems")
+        if a.mode == "creates":
+            shown += ("answered_before_kill", "sent_again", "sent_again_found_stored", "answered_201_missing_from_db", "retry_got_another_task", "max_tasks_per_key", "non_2xx")
+        print(json.dumps({k: r[k] for k in shown}), flush=True)
         write_summary(out, a.mode, results, t0)  # after every run: an interrupted benchmark still reports the runs it made
     summary = write_summary(out, a.mode, results, t0)
     print(json.dumps({k: v for k, v in summary.items() if k != "runs_detail"}))
@@ -151,6 +240,10 @@ def write_summary(out: Path, mode: str, results: list[dict], t0: float) -> dict:
         "credits_charged": sum(r["credits_charged"] for r in results), "seconds": round(time.perf_counter() - t0, 1),
         "runs_detail": results,
     }  # fmt: skip
+    if mode == "creates":
+        for k in ("answered_before_kill", "sent_again", "sent_again_found_stored", "non_2xx", "unanswered_after_retry", "answered_201_missing_from_db", "retry_got_another_task"):
+            summary[k] = sum(r[k] for r in results)
+        summary["max_tasks_per_key"] = max(r["max_tasks_per_key"] for r in results)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=2))
     return summary

@@ -32,7 +32,7 @@ def test_admin_creates_accounts_keys_grants_and_plans(tmp_path: Path) -> None:
     assert key2 != key
     assert "revoked 1 key" in run("admin", "revoke-key", key2[:8], "--data-dir", d).output
 
-    from kinema.service.app import hash_key
+    from kinema.service.accounts import hash_key
     from kinema.service.db import ApiKey, open_database
     from kinema.service.settings import Settings
 

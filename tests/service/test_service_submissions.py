@@ -15,7 +15,7 @@ pytest.importorskip("sqlalchemy")
 pytest.importorskip("alembic")
 
 from sqlalchemy import false, select
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import OperationalError
 
 from kinema.service import ledger, submissions
 from kinema.service.accounts import create_account, grant, upsert_plan

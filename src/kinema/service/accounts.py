@@ -6,6 +6,7 @@ so a database leak reveals no usable key. It is shown once, at creation.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import threading
 import time
@@ -74,8 +75,6 @@ def find_account(sessions: Any, name_or_id: str) -> str:
 
 
 def create_key(sessions: Any, account_id: str) -> str:
-    from kinema.service.app import hash_key
-
     key = "kn_" + secrets.token_urlsafe(24)
     with sessions.begin() as s:
         s.add(ApiKey(account_id=account_id, key_hash=hash_key(key), prefix=key[:8]))
@@ -140,14 +139,14 @@ class KeyCache:
         """The cached account (no I/O), or None when it must be looked up (`load`)."""
         if self.ttl <= 0:
             return None
-        hit = self._entries.get(_hash(key))
+        hit = self._entries.get(hash_key(key))
         if hit is None or hit[0] < time.monotonic():
             return None
         return hit[1]
 
     def load(self, key: str) -> Account | None:
         """Look the key up in the database (None: unknown or revoked), and remember a valid one."""
-        digest = _hash(key)
+        digest = hash_key(key)
         with self.readers() as s:
             acct = s.scalar(select(Account).join(ApiKey, ApiKey.account_id == Account.id).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None)))
         if acct is not None and self.ttl > 0:
@@ -162,7 +161,6 @@ class KeyCache:
             self._entries.clear()
 
 
-def _hash(key: str) -> str:
-    from kinema.service.app import hash_key
-
-    return hash_key(key)
+def hash_key(key: str) -> str:
+    """What is stored of an API key: its SHA-256 (hex)."""
+    return hashlib.sha256(key.encode()).hexdigest()

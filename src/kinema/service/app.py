@@ -154,14 +154,15 @@ def check_callback_url(url: str | None, settings: Settings) -> None:
             raise ApiError(422, exc.code, str(exc)) from None
 
 
+def has_media(body: GenerationRequest) -> bool:
+    """Does the request name files (images, a video) to fetch and check?"""
+    return body.image is not None or body.last_image is not None or body.video is not None or bool(body.keyframes)
+
+
 def body_hash_of(body: BaseModel) -> str:
     """What the Idempotency-Key check compares: the body as parsed, every field in the model's order
     (so formatting, key order and spelling out a default do not count)."""
     return hashlib.sha256(body.model_dump_json().encode()).hexdigest()
-
-
-def hash_key(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def create_app(settings: Settings, backend_factory: BackendFactory, *, moderator: Moderator | None = None, run_workers: bool = True, executor: Any = None) -> FastAPI:
@@ -232,7 +233,7 @@ def freeze_startup_objects() -> None:
     """Exclude everything loaded at start-up (torch, the models, the app) from the garbage collector's full passes.
 
     A full collection walks every tracked object: with torch imported that is about
-    a million, and each pass stopped the whole server for some 200 ms every couple of
+    a million, and each pass stopped the whole server for some 150 ms every few
     seconds under load (all requests in flight waited). Frozen objects are never freed,
     which is right for what lives as long as the process."""
     gc.collect()
@@ -337,14 +338,15 @@ def add_routes(app: FastAPI, svc: Service) -> None:
         return task
 
     def resolve(body: TaskCreate, acct: Account, stage: Staging) -> tuple[GenerationRequest, ResolvedRequest]:
-        given = body.model_dump(exclude_unset=True)
         verdict = svc.moderator(body)
         if verdict is not None:
             raise ApiError(422, verdict.code, verdict.message)
-        # image, last_image, keyframes[].image, video: upload ids or data URLs -> checked files (uploads.py)
-        fields = resolve_request_media(stage, acct.id, {k: v for k, v in given.items() if k != "callback_url"})
         try:
-            request = GenerationRequest(**fields)
+            if has_media(body):  # image, last_image, keyframes[].image, video: upload ids or data URLs -> checked files (uploads.py)
+                given = body.model_dump(exclude_unset=True, exclude={"callback_url"})
+                request = GenerationRequest(**resolve_request_media(stage, acct.id, given))
+            else:  # validated as this very model already (a TaskCreate is a GenerationRequest): not again
+                request = GenerationRequest.model_construct(body.model_fields_set - {"callback_url"}, **{name: getattr(body, name) for name in GenerationRequest.model_fields})
             resolved = svc.backend.validate(request)
         except KinemaInputError as exc:
             raise from_input_error(KinemaInputError(stage.scrub(str(exc)))) from None
@@ -374,14 +376,13 @@ def add_routes(app: FastAPI, svc: Service) -> None:
         """A video task's create, whichever way it arrived (the route below, or the fast lane): (201 or 200, the task).
 
         On the event loop with no thread hop unless there are files to read (a text request
-        is pure computation; the store is the writer thread's, submissions.SubmitWriter), and
-        its Staging opened here rather than by a generator dependency, which costs a create
-        some 10% more CPU.
+        is pure computation; storing is the submissions writer's), and its Staging opened
+        here rather than by a generator dependency, which costs a create some 10% more CPU.
         """
         body_hash = body_hash_of(body)
         with closing(new_staging(svc)) as stage:
             try:
-                if body.image is None and body.last_image is None and body.video is None and not body.keyframes:
+                if not has_media(body):
                     sub = prepare_task(body, acct, stage, body_hash, idempotency_key)
                 else:
                     sub = await asyncio.to_thread(prepare_task, body, acct, stage, body_hash, idempotency_key)
