@@ -168,4 +168,5 @@ def test_monthly_credits_are_granted_once_per_month(sessions) -> None:
     assert balance(sessions, acct) == 2000
     assert refill_monthly(sessions, month_of(now())) == 0  # this month's grant came with the account
     assert refill_monthly(sessions, "2099-01") == 1 and refill_monthly(sessions, "2099-01") == 0
-    assert balance(sessions, acct) == 4000
+    assert refill_monthly(sessions, "2099-02", readers=sessions) == 1 and refill_monthly(sessions, "2099-02", readers=sessions) == 0  # looked at first without the write lock
+    assert balance(sessions, acct) == 6000

@@ -85,7 +85,7 @@ class Workers:
                 if self.sender is not None:  # None in `kinema worker` processes: the API servers deliver webhooks
                     self.sender.deliver_due()
                 if time.monotonic() >= next_refill:
-                    refill_monthly(self.queue.sessions)
+                    refill_monthly(self.queue.sessions, readers=self.queue.readers)
                     next_refill = time.monotonic() + REFILL_CHECK_SECONDS
             except Exception:  # a database hiccup must not kill the reaper
                 log.exception("housekeeping failed; retrying")
