@@ -81,6 +81,27 @@ def test_bad_input_is_a_coded_4xx_that_stores_and_charges_nothing(h, body: str, 
     assert h.balance() == before
 
 
+@pytest.fixture
+def api_only(tmp_path: Path):
+    """An API-only process (`kinema serve --workers 0`): creates are stored on the event loop (LoopWriter)."""
+    harness = make_harness(tmp_path, FakeBackend, workers=0)
+    yield harness
+    harness.client.__exit__(None, None, None)
+
+
+def test_an_api_only_process_answers_creates_the_same(api_only) -> None:
+    from kinema.service.submissions import LoopWriter
+
+    assert isinstance(api_only.app.state.service.submissions, LoopWriter)
+    for body, status, code in BAD:
+        test_bad_input_is_a_coded_4xx_that_stores_and_charges_nothing(api_only, body, status, code)
+    test_auth_is_required_and_checked(api_only)
+    test_idempotency_key_same_body_same_task_other_body_422(api_only)
+    test_not_enough_credits_is_402_and_stores_nothing(api_only)
+    r = api_only.client.post("/v1/tasks", json={"prompt": "a ball", "seed": 3}, headers=api_only.headers)
+    assert r.status_code == 201 and r.json()["state"] == "queued" and r.json()["credits_reserved"] > 0
+
+
 def test_auth_is_required_and_checked(h) -> None:
     assert h.client.get("/v1/tasks").json()["error"]["code"] == "auth.missing"
     r = h.client.get("/v1/tasks", headers={"Authorization": "Bearer kn_wrong"})

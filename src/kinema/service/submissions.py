@@ -6,9 +6,10 @@ under load queue for the write lock one by one, each paying its own begin,
 idempotency lookup, balance query and commit, plus a thread hop to get there.
 Here one writer takes every create that is waiting when it is free and stores
 them together: the lookups and the commit are paid once per batch. The writer
-is the event loop itself for SQLite (LoopWriter) and a thread for a database
-across the network (SubmitWriter). A create is still answered only after its
-commit, so a task the API answered 201 for is never lost.
+is the event loop itself for SQLite in an API-only process (LoopWriter), and a
+thread otherwise (SubmitWriter; app.make_submit_writer says when). A create is
+still answered only after its commit, so a task the API answered 201 for is
+never lost.
 
 Each create keeps its own outcome, exactly as if the batch's creates had run
 one after another in arrival order: a create refused for credits stores
@@ -198,9 +199,10 @@ class SubmitWriter:
     """A thread that stores creates in batches (`store_all`), one write transaction per batch.
 
     For a database across the network (PostgreSQL), whose waits must not stop the event
-    loop. (SQLite's calls are CPU work in this process: see LoopWriter.) `submit` from any
-    thread returns a Future; `submit_async` awaits it on the event loop. The thread starts
-    with the first create and stops (after storing what is queued) at `stop`.
+    loop, and for SQLite when worker threads share the process: on the process's one write
+    connection their writes and these batches take turns first come, first served.
+    `submit` from any thread returns a Future; `submit_async` awaits it on the event loop.
+    The thread starts with the first create and stops (after storing what is queued) at `stop`.
     """
 
     def __init__(self, engine: Engine, max_batch: int = MAX_BATCH) -> None:
