@@ -260,18 +260,12 @@ class SubmitWriter:
                 outcomes = store_all(self.engine.begin, [sub for sub, _ in batch])
             except BaseException as exc:  # noqa: BLE001 - every waiting create must hear of it (nothing was stored)
                 outcomes = [Failed(exc)] * len(batch)
-            self._count(outcomes)
+            self.batches += 1
+            self.stored += created_count(outcomes)
             for (_, fut), outcome in zip(batch, outcomes, strict=True):
-                if isinstance(outcome, Failed):
-                    fut.set_exception(outcome.error)
-                else:
-                    fut.set_result(outcome)
+                settle(fut, outcome)
             if stopping:
                 return
-
-    def _count(self, outcomes: list[Outcome | Failed]) -> None:
-        self.batches += 1
-        self.stored += sum(1 for o in outcomes if isinstance(o, Stored) and o.created)
 
 
 class LoopWriter:
@@ -360,14 +354,10 @@ class LoopWriter:
             outcomes = [Failed(exc)] * len(batch)
         self._locked_since = None
         self.batches += 1
-        self.stored += sum(1 for o in outcomes if isinstance(o, Stored) and o.created)
+        self.stored += created_count(outcomes)
         for (_, fut), outcome in zip(batch, outcomes, strict=True):
-            if fut.done():
-                continue
-            if isinstance(outcome, Failed):
-                fut.set_exception(outcome.error)
-            else:
-                fut.set_result(outcome)
+            if not fut.done():
+                settle(fut, outcome)
         if self._pending:
             self._schedule(0.0)
 
@@ -378,6 +368,18 @@ class LoopWriter:
         if self._locked_since is None:
             self._locked_since = t
         return t - self._locked_since < self.busy_seconds
+
+
+def created_count(outcomes: list[Outcome | Failed]) -> int:
+    return sum(1 for o in outcomes if isinstance(o, Stored) and o.created)
+
+
+def settle(fut: Future[Outcome] | asyncio.Future[Outcome], outcome: Outcome | Failed) -> None:
+    """Answer a waiting create: its outcome, or the error it could not be stored for."""
+    if isinstance(outcome, Failed):
+        fut.set_exception(outcome.error)
+    else:
+        fut.set_result(outcome)
 
 
 def is_locked(exc: OperationalError) -> bool:
