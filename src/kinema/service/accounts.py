@@ -54,7 +54,7 @@ def refill_monthly(sessions: Any, month: str | None = None, readers: Any = None)
     (a duplicate can only come from two processes racing in the same instant; the
     unused credits then stay granted, never lost). The common case, nothing due, is
     a read through `readers`: it takes no write lock (on SQLite a write transaction
-    here held the lock for 5-15 ms at every process start, and every create waited).
+    here held the lock for 4-14 ms at every process start, and every create waited).
     """
     note = monthly_note(month or month_of(now()))
 
