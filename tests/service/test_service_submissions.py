@@ -182,6 +182,13 @@ def loop_writer(settings: Settings, **kw) -> LoopWriter:
     return LoopWriter(make_engine(settings.url, busy_seconds=0), **kw)
 
 
+def hold_write_lock(settings: Settings) -> sqlite3.Connection:
+    """Another connection (another process, say) in a write transaction: SQLite's write lock is taken."""
+    holder = sqlite3.connect(settings.data_dir / "kinema.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    return holder
+
+
 def test_the_loop_writer_stores_one_pass_of_creates_in_one_transaction(db) -> None:
     settings, _, sessions = db
     a = account(sessions, "a", 10)
@@ -195,7 +202,7 @@ def test_the_loop_writer_stores_one_pass_of_creates_in_one_transaction(db) -> No
     assert out[4].task.id == out[0].task.id and writer.batches == 1 and writer.stored == 3
     with sessions() as s:
         assert ledger.balance(s, a) == 1
-    writer.engine.dispose()
+    writer.stop()
 
 
 def test_the_loop_writer_never_waits_for_a_held_write_lock(db) -> None:
@@ -203,8 +210,7 @@ def test_the_loop_writer_never_waits_for_a_held_write_lock(db) -> None:
     settings, _, sessions = db
     a = account(sessions, "a", 10)
     writer = loop_writer(settings, retry_seconds=0.001)
-    holder = sqlite3.connect(settings.data_dir / "kinema.db", isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")
+    holder = hold_write_lock(settings)
     ticks = []
 
     async def main():
@@ -226,22 +232,21 @@ def test_the_loop_writer_never_waits_for_a_held_write_lock(db) -> None:
     assert len(ticks) == 20 and max(b - a for a, b in zip(ticks, ticks[1:])) < 0.1  # never blocked for the lock's 100 ms
     with sessions() as s:
         assert ledger.balance(s, a) == 6
-    writer.engine.dispose()
+    writer.stop()
 
 
 def test_the_loop_writer_gives_up_after_busy_seconds_and_stores_nothing(db) -> None:
     settings, _, sessions = db
     a = account(sessions, "a", 10)
     writer = loop_writer(settings, retry_seconds=0.001, busy_seconds=0.05)
-    holder = sqlite3.connect(settings.data_dir / "kinema.db", isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")
+    holder = hold_write_lock(settings)
     with pytest.raises(OperationalError, match="locked"):
         asyncio.run(writer.submit_async(sub(a, 4, "k")))
     holder.execute("ROLLBACK")
     holder.close()
     with sessions() as s:
         assert s.scalars(select(Task)).all() == [] and ledger.balance(s, a) == 10
-    writer.engine.dispose()
+    writer.stop()
 
 
 def test_the_loop_writer_takes_creates_from_other_threads(db) -> None:
@@ -256,4 +261,4 @@ def test_the_loop_writer_takes_creates_from_other_threads(db) -> None:
     assert asyncio.run(main()).created
     with sessions() as s:
         assert ledger.balance(s, a) == 8
-    writer.engine.dispose()
+    writer.stop()

@@ -202,7 +202,6 @@ def create_app(settings: Settings, backend_factory: BackendFactory, *, moderator
         finally:
             await asyncio.to_thread(workers.stop)
             await asyncio.to_thread(svc.submissions.stop)
-            svc.submissions.engine.dispose()
             engine.dispose()
             read_engine.dispose()
 
@@ -424,9 +423,7 @@ def add_routes(app: FastAPI, svc: Service) -> None:
         if isinstance(outcome, ledger.InsufficientCredits):
             raise ApiError(402, "credits.insufficient", str(outcome))
         if not outcome.created:
-            if outcome.task.body_hash != sub.fields["body_hash"]:
-                raise ApiError(422, "idempotency.key_reused", "this Idempotency-Key was used with a different body")
-            return 200, task_view(outcome.task)
+            return 200, earlier_task_view(outcome.task, sub.fields["body_hash"])
         stage.commit()  # keep the task's inputs
         return 201, task_view(outcome.task)
 
@@ -440,8 +437,10 @@ def add_routes(app: FastAPI, svc: Service) -> None:
 
     def find_idempotent(acct: Account, key: str, body_hash: str) -> TaskView | None:
         task = svc.queue.find_idempotent(acct.id, key)
-        if task is None:
-            return None
+        return None if task is None else earlier_task_view(task, body_hash)
+
+    def earlier_task_view(task: Task | TaskRecord, body_hash: str) -> TaskView:
+        """The task an earlier create with the same Idempotency-Key made: its view if the bodies match, else 422."""
         if task.body_hash != body_hash:
             raise ApiError(422, "idempotency.key_reused", "this Idempotency-Key was used with a different body")
         return task_view(task)

@@ -1,9 +1,9 @@
 """The create route's fast lane: `POST /v1/tasks` answered without the framework's per-request machinery.
 
 Why: under load a create spent more CPU in the framework (middleware chain, routing,
-dependency solving, response validation) than in its own work, and all of it holds the
-GIL that the writer thread (submissions.py) needs too, so it set the service's ceiling
-in creates per second. This ASGI middleware answers a well-formed JSON create itself,
+dependency solving, response validation) than in its own work, all of it on the one
+event loop (holding the GIL the writer of creates needs too, submissions.py), so it set
+the service's ceiling in creates per second. This ASGI middleware answers a well-formed JSON create itself,
 through the very function the FastAPI route calls (`create` in app.add_routes), and
 hands everything else to the FastAPI app with the body replayed: invalid JSON, a body
 that fails validation, an over-long Idempotency-Key. So every error is still the

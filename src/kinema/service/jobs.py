@@ -86,7 +86,7 @@ class Queue:
         if self.on_terminal is not None:
             self.on_terminal(session, task)
 
-    # -- submitting: creates are stored by submissions.SubmitWriter, in batches ------
+    # -- submitting: creates are stored in batches by the writers in submissions.py ----
     def find_idempotent(self, account_id: str, key: str) -> Task | None:
         """The account's task created with this Idempotency-Key, if any (a read: no write lock)."""
         with self.readers() as r:

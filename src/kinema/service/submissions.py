@@ -320,7 +320,9 @@ class LoopWriter:
         return asyncio.run_coroutine_threadsafe(self.submit_async(sub), self._loop)
 
     def stop(self) -> None:
-        """Nothing to do: creates still waiting are stored while the loop runs (the server finishes its requests first)."""
+        """Close this writer's own connection. Creates still waiting were stored while the loop ran
+        (the server finishes its requests before it stops)."""
+        self.engine.dispose()
 
     def _schedule(self, delay: float) -> None:
         if self._scheduled:
