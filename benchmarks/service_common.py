@@ -130,6 +130,8 @@ def audit(data_dir: Path) -> dict[str, Any]:
             bal = sum(e.amount for e in entries if e.account_id == a.id)
             if bal != grants - charged - held:
                 problems.append(f"account {a.name}: balance {bal} != grants {grants} - charged {charged} - held {held}")
+            if a.balance != bal:
+                problems.append(f"account {a.name}: the kept balance {a.balance} != the sum of its entries {bal}")
         states: dict[str, int] = {}
         for t in tasks:
             states[t.state] = states.get(t.state, 0) + 1

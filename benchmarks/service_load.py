@@ -13,6 +13,12 @@ server. Two ways to load:
 - `--rate R` (open loop): creates are due at R per second in all (task n at n / R s,
   on client n mod C); latency is counted from when a create was due, so a client held
   up by a slow answer is charged for it (no coordinated omission).
+Before the clock starts every client's connection is open and, unless `--no-warm-up`,
+has carried one quote (`POST /v1/quotes`: a create's checks and price, nothing stored):
+the figure is then a create's latency, not that of 50 connections and their first
+requests meeting a server just started. `first_creates_ms` reports each client's first
+create apart; run with `--no-warm-up` for the cold start.
+The CPU each process spent per create while the creates ran is reported from /proc.
 Workers: `--workers W` threads inside the API process (`kinema serve`'s default), or
 `--worker-processes P` processes (`kinema worker`, W threads each) beside an API-only server.
 
@@ -27,11 +33,13 @@ import asyncio
 import json
 import os
 import platform
+import resource
 import sqlite3
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from service_common import ROOT, audit, free_port, make_accounts, start_server, start_worker
@@ -71,15 +79,34 @@ async def post_json(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
         data += chunk[:-2]
 
 
-async def submit_all(port: int, keys: list[str], clients: int, tasks: int, rate: float) -> tuple[list[float], list[str], list[str], float, int]:
+async def submit_all(port: int, keys: list[str], clients: int, tasks: int, rate: float, warm_up: bool = True, on_start: Any = None) -> tuple[list[float], list[str], list[str], float, int, list[float]]:
+    """Latencies (s) of the 201s, the ids created, the errors, seconds taken, creates sent late, and the latencies (ms) of each client's first create."""
     latencies: list[float] = []
+    first: list[float] = []
     created: list[str] = []
     errors: list[str] = []
     late = [0]
-    start = time.perf_counter() + 0.2  # all connections open before the first create is due
+    # Every client's connection is open (and accepted by the server) before the clock starts, in both
+    # modes: the figure is the latency of a create, not of opening 50 connections at once beside it.
+    connections = await asyncio.gather(*(asyncio.open_connection("127.0.0.1", port) for _ in range(clients)))
+
+    async def warm(i: int) -> None:
+        """One quote per connection (prices a create, stores nothing): the first request on a fresh
+        connection to a fresh server costs the server more than any later one."""
+        reader, writer = connections[i]
+        body = json.dumps({"prompt": f"a red ball number {i}", "seed": i, "steps": 2}).encode()
+        status, data = await post_json(reader, writer, "/v1/quotes", body, {"authorization": f"Bearer {keys[i % len(keys)]}"})
+        if not 200 <= status < 300:
+            raise RuntimeError(f"warm-up quote answered {status}: {data[:200]!r}")
+
+    if warm_up:
+        await asyncio.gather(*(warm(i) for i in range(clients)))
+    if on_start is not None:
+        on_start()
+    start = time.perf_counter() + 0.2
 
     async def client(i: int) -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        reader, writer = connections[i]
         auth = {"authorization": f"Bearer {keys[i % len(keys)]}"}
         try:
             for n in range(i, tasks, clients):
@@ -98,6 +125,8 @@ async def submit_all(port: int, keys: list[str], clients: int, tasks: int, rate:
                 dt = time.perf_counter() - t0
                 if status == 201:
                     latencies.append(dt)
+                    if n < clients:
+                        first.append(1000 * dt)
                     created.append(json.loads(data)["id"])
                 else:
                     errors.append(f"{status} {data[:200]!r}")
@@ -107,7 +136,7 @@ async def submit_all(port: int, keys: list[str], clients: int, tasks: int, rate:
     if rate <= 0:
         await asyncio.sleep(max(0.0, start - time.perf_counter()))
     await asyncio.gather(*(client(i) for i in range(clients)))
-    return latencies, created, errors, time.perf_counter() - start, late[0]
+    return latencies, created, errors, time.perf_counter() - start, late[0], first
 
 
 FLOOR_SERVER = r"""
@@ -131,7 +160,7 @@ asyncio.run(main())
 """
 
 
-def floor(clients: int, tasks: int, rate: float) -> dict:
+def floor(clients: int, tasks: int, rate: float, warm_up: bool) -> dict:
     """The same clients and schedule against a trivial asyncio responder (no framework, no database):
     the latency this machine gives any Python server at this moment, the floor under the service's figures."""
     import subprocess
@@ -140,12 +169,36 @@ def floor(clients: int, tasks: int, rate: float) -> dict:
     proc = subprocess.Popen([sys.executable, "-c", FLOOR_SERVER, str(port)], stdout=subprocess.PIPE)
     assert proc.stdout is not None and proc.stdout.readline().startswith(b"ready")
     try:
-        latencies, created, errors, seconds, late = asyncio.run(submit_all(port, ["-"], clients, tasks, rate))
+        latencies, created, errors, seconds, late, _ = asyncio.run(submit_all(port, ["-"], clients, tasks, rate, warm_up))
     finally:
         proc.kill()
         proc.wait()
     ms = sorted(1000 * x for x in latencies)
     return {"p50": percentile(ms, 0.5), "p95": percentile(ms, 0.95), "p99": percentile(ms, 0.99), "max": ms[-1], "per_second": len(ms) / seconds, "late": late}
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """A process's CPU time so far (user + system; Linux /proc), or None where there is no /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_ms_per_create(before: dict[str, float | None], after: dict[str, float | None], creates: int) -> dict[str, float | None]:
+    """Where the machine's CPU went during the creates: each process's CPU milliseconds per create."""
+    return {k: None if before[k] is None or after[k] is None or not creates else round(1000 * (after[k] - before[k]) / creates, 3) for k in before}  # type: ignore[operator]
+
+
+def cpu_now(server: int, workers: list[int]) -> dict[str, float | None]:
+    load = resource.getrusage(resource.RUSAGE_SELF)
+    return {"server": cpu_seconds(server), "worker_processes": _sum(cpu_seconds(w) for w in workers), "load_generator": load.ru_utime + load.ru_stime}
+
+
+def _sum(xs: Any) -> float | None:
+    xs = list(xs)
+    return None if any(x is None for x in xs) else sum(xs)
 
 
 def wait_terminal(db: Path, ids: list[str], timeout: float) -> None:
@@ -189,6 +242,7 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "service_load.json")
     p.add_argument("--lease-seconds", type=float, default=30.0, help="the service default; short leases under heavy write contention can expire mid-job and re-run it")
     p.add_argument("--timeout", type=float, default=1800.0, help="stop waiting for tasks after this many seconds")
+    p.add_argument("--no-warm-up", action="store_true", help="skip the warm-up (one quote per connection before the clock starts): the first creates then meet a cold server")
     p.add_argument("--no-floor", action="store_true", help="skip the machine's latency floor (the same load against a trivial responder)")
     a = p.parse_args()
 
@@ -200,14 +254,17 @@ def main() -> None:
         backend = str(build_tiny_model(root / "model"))
     data = root / "data"
     keys = make_accounts(data, n=10, credits=10_000_000)
-    machine_floor = None if a.no_floor else floor(a.clients, a.tasks, a.rate)
+    machine_floor = None if a.no_floor else floor(a.clients, a.tasks, a.rate, not a.no_warm_up)
     port = free_port()
     load_before = os.getloadavg()
     in_process = a.workers if a.worker_processes == 0 else 0
     server = start_server(data, port, workers=in_process, backend=backend, lease_seconds=a.lease_seconds, log=root / "server.log", sqlite_synchronous=a.sqlite_synchronous, worker_nice=a.worker_nice)
     workers = [start_worker(data, workers=a.workers, backend=backend, lease_seconds=a.lease_seconds, log=root / f"worker{i}.log", worker_nice=a.worker_nice) for i in range(a.worker_processes)]
     t_start = time.perf_counter()
-    latencies, created, errors, submit_s, late = asyncio.run(submit_all(port, keys, a.clients, a.tasks, a.rate))
+    cpu_before: dict[str, float | None] = {}
+    on_start = lambda: cpu_before.update(cpu_now(server.pid, [w.pid for w in workers]))  # noqa: E731 - once the warm-up is over
+    latencies, created, errors, submit_s, late, first = asyncio.run(submit_all(port, keys, a.clients, a.tasks, a.rate, warm_up=not a.no_warm_up, on_start=on_start))
+    cpu_after = cpu_now(server.pid, [w.pid for w in workers])
     wait_terminal(data / "kinema.db", created, a.timeout)
     total_s = time.perf_counter() - t_start
     load_after = os.getloadavg()
@@ -220,10 +277,12 @@ def main() -> None:
     result = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores", "load_average_before_after": [round(load_before[0], 2), round(load_after[0], 2)],
         "backend": a.backend, "clients": a.clients, "rate_per_s": a.rate or "closed loop", "tasks_requested": a.tasks, "tasks_created": len(created), "unique_ids": len(set(created)),
-        "create_errors": errors[:10], "create_error_count": len(errors), "creates_sent_late": late,
+        "create_errors": errors[:10], "create_error_count": len(errors), "creates_sent_late": late, "warm_up": not a.no_warm_up,
+        "first_creates_ms": {"of": len(first), "p50": percentile(first, 0.5), "max": max(first)} if first else None,
         "create_latency_ms": {"p50": percentile(ms, 0.5), "p95": percentile(ms, 0.95), "p99": percentile(ms, 0.99), "max": ms[-1], "mean": sum(ms) / len(ms)} if ms else None,
         "machine_floor_latency_ms": machine_floor,
         "submit_seconds": submit_s, "creates_per_second": len(created) / submit_s, "total_seconds": total_s,
+        "cpu_ms_per_create_while_submitting": cpu_ms_per_create(cpu_before, cpu_after, len(created)),
         "workers": a.workers, "worker_processes": a.worker_processes, "lease_seconds": a.lease_seconds, "sqlite_synchronous": a.sqlite_synchronous,
         "worker_nice": a.worker_nice if a.worker_nice is not None else "default (10)", "created": check_created(data / "kinema.db", created), "audit": report,
     }  # fmt: skip

@@ -42,8 +42,11 @@ def submit(sessions, account_id: str, credits: int = 10, priority: int = 0, crea
 
 
 def balance(sessions, account_id: str) -> int:
+    """The kept balance, checked against the sum of the account's entries."""
     with sessions() as s:
-        return ledger.balance(s, account_id)
+        kept = ledger.balance(s, account_id)
+        assert kept == ledger.balance_from_entries(s, account_id)
+        return kept
 
 
 def task(sessions, tid: str) -> Task:
@@ -58,6 +61,49 @@ def test_migrations_run_twice_and_create_every_table(tmp_path: Path) -> None:
         with s() as session:
             assert session.scalar(select(func.count()).select_from(Plan)) == 0
         engine.dispose()
+
+
+def test_upgrading_a_database_fills_each_balance_from_its_entries(tmp_path: Path) -> None:
+    """A database made before accounts had a kept balance (revision 0001) gets the sum of each account's entries."""
+    from alembic import command
+    from alembic.config import Config
+    from importlib import resources
+
+    from kinema.service.db import make_engine, migrate
+
+    engine = make_engine(Settings(data_dir=tmp_path).url)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(resources.files("kinema.service").joinpath("migrations")))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")
+        conn.exec_driver_sql("INSERT INTO plans VALUES ('p', 0, 1, 0)")
+        for acct in ("a", "b", "c"):
+            conn.exec_driver_sql(f"INSERT INTO accounts VALUES ('{acct}', '{acct}', 'p', 0)")
+        for acct, amount in (("a", 100), ("a", -30), ("a", 0), ("b", 5)):
+            conn.exec_driver_sql(f"INSERT INTO ledger_entries (account_id, kind, amount, note, created_at) VALUES ('{acct}', 'k', {amount}, '', 0)")
+    migrate(engine)
+    with engine.connect() as conn:
+        assert dict(conn.exec_driver_sql("SELECT id, balance FROM accounts").all()) == {"a": 70, "b": 5, "c": 0}
+    engine.dispose()
+
+
+def test_a_claims_queries_are_read_off_indexes(sessions) -> None:
+    """Their cost must not grow with the queue or an account's history: no sort of every queued
+    task for the candidates, no scan of the account's tasks to count its running ones."""
+    from sqlalchemy.dialects import sqlite
+
+    from kinema.service import jobs
+
+    def plan(statement) -> str:
+        sql = str(statement.compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True}))
+        with sessions() as s:
+            return " | ".join(row[-1] for row in s.connection().exec_driver_sql("EXPLAIN QUERY PLAN " + sql))
+
+    candidates = plan(jobs._CANDIDATES)
+    assert "ix_tasks_queue" in candidates and "ORDER BY" not in candidates, candidates
+    running = plan(jobs._RUNNING_OF.params(account_id="a"))
+    assert "ix_tasks_account_state" in running, running
 
 
 def test_a_task_is_claimed_once(sessions) -> None:

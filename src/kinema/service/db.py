@@ -27,6 +27,7 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    text,
 )
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
@@ -63,6 +64,9 @@ class Account(Base):
     name: Mapped[str] = mapped_column(String(200), unique=True)
     plan: Mapped[str] = mapped_column(ForeignKey("plans.name"))
     created_at: Mapped[float] = mapped_column(Float, default=now)
+    # The sum of the account's ledger entries, kept by ledger.py in the same transaction as each entry:
+    # a create reads one row instead of summing the account's whole history (which grows with every task).
+    balance: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class ApiKey(Base):
@@ -79,6 +83,7 @@ class LedgerEntry(Base):
     """Signed credit movements: grant +n, reserve -n, release +n, capture 0 (marks the reservation spent).
 
     An account's balance is the sum of its entries; nothing else holds money.
+    `Account.balance` keeps that sum (written with every entry, audited against it).
     """
 
     __tablename__ = "ledger_entries"
@@ -95,8 +100,9 @@ class Task(Base):
     __tablename__ = "tasks"
     __table_args__ = (
         UniqueConstraint("account_id", "idempotency_key", name="uq_tasks_idempotency"),
-        Index("ix_tasks_queue", "state", "priority", "created_at"),
+        Index("ix_tasks_queue", "state", text("priority DESC"), "created_at", "id"),  # a claim's candidates, in the order it takes them
         Index("ix_tasks_account_created", "account_id", "created_at"),
+        Index("ix_tasks_account_state", "account_id", "state"),  # a claim counts the account's running tasks
     )
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))

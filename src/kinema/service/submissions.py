@@ -3,7 +3,7 @@
 Why: SQLite has one writer at a time, and the commit is the costly part of a
 short transaction on any database. With one transaction per create, creates
 under load queue for the write lock one by one, each paying its own begin,
-idempotency lookup, balance query and commit, plus a thread hop to get there.
+idempotency lookup, balance read and commit, plus a thread hop to get there.
 Here one writer takes every create that is waiting when it is free and stores
 them together: the lookups and the commit are paid once per batch. The writer
 is the event loop itself for SQLite in an API-only process (LoopWriter), and a
@@ -34,8 +34,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, bindparam, func, insert, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from kinema.service.db import QUEUED, Account, LedgerEntry, Plan, Task, new_id, now
-from kinema.service.ledger import INSERT_ENTRY, InsufficientCredits
+from kinema.service.db import QUEUED, Account, Plan, Task, new_id, now
+from kinema.service.ledger import INSERT_ENTRY, MOVE_BALANCE, InsufficientCredits
 
 MAX_BATCH = 256  # creates per transaction: bounds the time the write lock is held
 
@@ -43,12 +43,7 @@ MAX_BATCH = 256  # creates per transaction: bounds the time the write lock is he
 _PLAN_PRIORITY = select(Plan.priority).join(Account, Account.plan == Plan.name).where(Account.id == bindparam("plan_of")).scalar_subquery()
 _INSERT_TASK = insert(Task.__table__).values(priority=func.coalesce(_PLAN_PRIORITY, 0))
 
-_LOCK_ACCOUNTS = select(Account.id).where(Account.id.in_(bindparam("ids", expanding=True))).order_by(Account.id).with_for_update()
-_BALANCES = (
-    select(LedgerEntry.account_id, func.coalesce(func.sum(LedgerEntry.amount), 0))
-    .where(LedgerEntry.account_id.in_(bindparam("ids", expanding=True)))
-    .group_by(LedgerEntry.account_id)
-)
+_LOCK_BALANCES = select(Account.id, Account.balance).where(Account.id.in_(bindparam("ids", expanding=True))).order_by(Account.id).with_for_update()
 _KEYED = select(Task.__table__).where(Task.account_id.in_(bindparam("ids", expanding=True)), Task.idempotency_key.in_(bindparam("keys", expanding=True)))
 
 
@@ -108,19 +103,19 @@ def task_row(sub: Submission) -> dict[str, Any]:
 def store(conn: Connection, batch: Sequence[Submission]) -> list[Outcome]:
     """Store a batch of creates in the caller's write transaction (which the caller commits); one outcome each, in order.
 
-    The accounts are locked first (PostgreSQL; SQLite's IMMEDIATE transaction holds the
-    whole database), so creates in other transactions cannot spend the same credits.
+    The accounts are locked first as their balances are read (PostgreSQL; SQLite's IMMEDIATE
+    transaction holds the whole database), so creates in other transactions cannot spend
+    the same credits.
     Raises IntegrityError only if another transaction inserted one of these
     Idempotency-Keys after the lookup (PostgreSQL with several API processes): store again.
     """
     account_ids = sorted({sub.fields["account_id"] for sub in batch})
-    conn.execute(_LOCK_ACCOUNTS, {"ids": account_ids})
+    balances = {account_id: int(total) for account_id, total in conn.execute(_LOCK_BALANCES, {"ids": account_ids})}
     keys = sorted({k for sub in batch if (k := sub.fields.get("idempotency_key")) is not None})
     keyed: dict[tuple[str, str], TaskRecord] = {}
     if keys:
         for row in conn.execute(_KEYED, {"ids": account_ids, "keys": keys}):
             keyed[(row.account_id, row.idempotency_key)] = TaskRecord(**row._asdict())
-    balances = {account_id: int(total) for account_id, total in conn.execute(_BALANCES, {"ids": account_ids})}
     outcomes: list[Outcome] = []
     rows: list[dict[str, Any]] = []
     entries: list[dict[str, Any]] = []
@@ -145,6 +140,10 @@ def store(conn: Connection, batch: Sequence[Submission]) -> list[Outcome]:
     if rows:
         conn.execute(_INSERT_TASK, rows)
         conn.execute(INSERT_ENTRY, entries)
+        spent: dict[str, int] = {}
+        for entry in entries:
+            spent[entry["account_id"]] = spent.get(entry["account_id"], 0) + entry["amount"]
+        conn.execute(MOVE_BALANCE, [{"account": account_id, "delta": delta} for account_id, delta in spent.items()])
     return outcomes
 
 
