@@ -106,6 +106,18 @@ def test_a_claims_queries_are_read_off_indexes(sessions) -> None:
     assert "ix_tasks_account_state" in running, running
 
 
+def test_warming_up_changes_nothing_and_leaves_the_database_free(sessions) -> None:
+    acct = create_account(sessions, "a", "standard")
+    tid = submit(sessions, acct, 10)
+    q = Queue(sessions, lease_seconds=30, max_attempts=3)
+    q.warm_up()
+    t = task(sessions, tid)
+    assert (t.state, t.attempts, t.lease_owner) == ("queued", 0, None)
+    assert balance(sessions, acct) == 2000 - 10
+    c = q.claim("w")  # the write lock was given back: a claim goes through at once
+    assert c is not None and c.task_id == tid
+
+
 def test_a_task_is_claimed_once(sessions) -> None:
     acct = create_account(sessions, "a", "pro")
     tid = submit(sessions, acct)

@@ -15,11 +15,13 @@ machine or others (PostgreSQL).
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import socket
 import sys
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,7 @@ from kinema.service.errors import code_for_message
 from kinema.service.executors import BackendFactory, is_worker_lost, make_executor
 from kinema.service.jobs import Claim, Queue
 from kinema.service.settings import Settings
+from kinema.service.storyboards import run_storyboard_claim  # at import, not at the first job: it costs ~270 ms of CPU
 from kinema.service.webhooks import WebhookSender
 
 log = logging.getLogger("kinema.service")
@@ -53,6 +56,8 @@ class Workers:
     def start(self, run_workers: bool = True) -> None:
         self.settings.outputs_dir.mkdir(parents=True, exist_ok=True)
         if run_workers and self.settings.workers > 0:
+            load_video_writer()
+            self.queue.warm_up()
             self.executor.start()
             for i in range(self.settings.workers):
                 self._spawn(self._work_loop, f"kinema-worker-{i}", f"{self.instance}:w{i}")
@@ -74,8 +79,6 @@ class Workers:
 
     # -- loops -------------------------------------------------------------------------
     def _housekeeping_loop(self) -> None:
-        import time
-
         from kinema.service.accounts import refill_monthly
 
         next_refill = 0.0
@@ -123,8 +126,6 @@ class Workers:
                 except Exception:
                     log.exception("heartbeat failed")
 
-        import time
-
         last_write = [time.monotonic()]  # the claim has just renewed the lease: the first progress write can wait
 
         def progress(step: int, total: int) -> None:
@@ -138,8 +139,6 @@ class Workers:
         hb.start()
         output: Path | None = None
         try:
-            from kinema.service.storyboards import run_storyboard_claim
-
             if run_storyboard_claim(self, claim, owner, progress, stop):  # a storyboard task: a film, finished there
                 return
             request = GenerationRequest.model_validate_json(claim.resolved_json)
@@ -163,6 +162,16 @@ class Workers:
             self._running.pop(claim.task_id, None)
             beating.set()
             hb.join()
+
+
+def load_video_writer() -> None:
+    """Import the video writer (PyAV) that every job ends in, before the first job.
+
+    Why: the engine imports it on first use, to keep `import kinema` light; in a
+    worker that first use was the first job, which then spent ~170 ms of CPU on the
+    import at the moment the API was busiest: when the first creates of a burst arrive.
+    """
+    importlib.import_module("kinema.video.io")
 
 
 def lower_thread_priority(nice: int) -> bool:
