@@ -65,18 +65,11 @@ def test_migrations_run_twice_and_create_every_table(tmp_path: Path) -> None:
 
 def test_upgrading_a_database_fills_each_balance_from_its_entries(tmp_path: Path) -> None:
     """A database made before accounts had a kept balance (revision 0001) gets the sum of each account's entries."""
-    from alembic import command
-    from alembic.config import Config
-    from importlib import resources
-
     from kinema.service.db import make_engine, migrate
 
     engine = make_engine(Settings(data_dir=tmp_path).url)
-    cfg = Config()
-    cfg.set_main_option("script_location", str(resources.files("kinema.service").joinpath("migrations")))
+    migrate(engine, "0001")
     with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0001")
         conn.exec_driver_sql("INSERT INTO plans VALUES ('p', 0, 1, 0)")
         for acct in ("a", "b", "c"):
             conn.exec_driver_sql(f"INSERT INTO accounts VALUES ('{acct}', '{acct}', 'p', 0)")

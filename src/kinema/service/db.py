@@ -282,8 +282,8 @@ def make_engine(url: str, writer: bool = True, *, sqlite_synchronous: str = "NOR
     return create_engine(url, pool_size=20, max_overflow=20, pool_pre_ping=True)
 
 
-def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest revision with the migrations shipped in the package."""
+def migrate(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to `revision` (the newest by default) with the migrations shipped in the package."""
     from alembic import command
     from alembic.config import Config
 
@@ -291,7 +291,7 @@ def migrate(engine: Engine) -> None:
     cfg.set_main_option("script_location", str(resources.files("kinema.service").joinpath("migrations")))
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+        command.upgrade(cfg, revision)
 
 
 def open_database(url: str, *, sqlite_synchronous: str = "NORMAL") -> tuple[Engine, sessionmaker[Any]]:
