@@ -1,6 +1,7 @@
 """`kinema serve`: the video service on one machine with no set-up (SQLite, in-process workers).
 
     kinema serve                                # http://127.0.0.1:8000, data in ./kinema-data
+    kinema serve --worker-processes 1           # the workers in a process of their own (lower latency under load)
     kinema serve --database-url postgresql+psycopg://user@host/db --executor ray --ray-address auto
 """
 
@@ -35,6 +36,10 @@ def native_backend(model: str | None, options: Any = None, device: str = "cpu") 
     return pipe.backend
 
 
+WORKER_PROCESSES_HELP = (
+    "Run the workers as this many `kinema worker` processes that serve starts, restarts if they exit, and stops with it "
+    "(the API process then runs none): requests are not slowed by jobs, as they are by worker threads sharing the API's GIL. 0: worker threads."
+)
 WORKER_NICE_HELP = "Lower the workers' CPU priority by this much (0-19; 0 = the API's own), so requests are answered before video is made."
 
 
@@ -52,7 +57,8 @@ def serve(
     attention: str = attention_option(),
     torch_compile: bool = compile_option(),
     executor: str = typer.Option("local", help="local (worker threads) or ray."),
-    workers: int = typer.Option(1, help="Worker threads (local) or Ray actors; 0: none here, tasks run in `kinema worker` processes."),
+    workers: int = typer.Option(1, help="Worker threads (local) or Ray actors; 0: none here, tasks run in `kinema worker` processes. With --worker-processes: threads in each."),
+    worker_processes: int = typer.Option(0, help=WORKER_PROCESSES_HELP),
     gpus_per_worker: float = typer.Option(0.0, help="Executor ray: GPUs each actor reserves (Ray's num_gpus; 0 runs on CPUs, 0.5 packs two per GPU)."),
     ray_address: str | None = typer.Option(None, help="Ray cluster address (executor ray; default: a local Ray)."),
     credits_per_tflop: float = typer.Option(1.0, help="Price of compute."),
@@ -73,6 +79,8 @@ def serve(
 
     if executor not in ("local", "ray"):
         raise KinemaInputError(f"--executor must be local or ray, got {executor!r}")
+    if worker_processes < 0 or (worker_processes and (executor != "local" or workers < 1)):
+        raise KinemaInputError(f"--worker-processes must be >= 0, and with it --executor local and --workers >= 1 (threads in each), got {worker_processes}, {executor}, {workers}")
     options = build_options(dtype, offload, vae_tiling, vae_slicing, attention, torch_compile)
     kw: dict[str, Any] = {}
     if blocklist is not None:
@@ -86,12 +94,27 @@ def serve(
             raise KinemaInputError(f"{name} must be in (0, 4096], got {mb}")
     kw["max_upload_bytes"], kw["max_media_upload_bytes"] = int(max_upload_mib * 1024 * 1024), int(max_media_upload_mib * 1024 * 1024)
     settings = Settings(
-        data_dir=data_dir, database_url=database_url, executor=executor, workers=workers, ray_address=ray_address, gpus_per_worker=gpus_per_worker,  # type: ignore[arg-type]
+        data_dir=data_dir, database_url=database_url, executor=executor, workers=0 if worker_processes else workers, ray_address=ray_address, gpus_per_worker=gpus_per_worker,  # type: ignore[arg-type]
         credits_per_tflop=credits_per_tflop, lease_seconds=lease_seconds, worker_nice=worker_nice, webhook_allow_private=webhook_allow_private, **kw,
     )  # fmt: skip
     app = create_app(settings, functools.partial(native_backend, str(model) if model else None, options, device))
     typer.echo(f"kinema service on http://{host}:{port}  (studio at /studio/, API docs at /docs; data in {data_dir})")
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    if not worker_processes:
+        uvicorn.run(app, host=host, port=port, log_level="info")
+        return
+    from kinema.commands.worker import worker_argv
+    from kinema.service.supervisor import WorkerSupervisor
+
+    argv = worker_argv(data_dir=data_dir, database_url=database_url, model=str(model) if model else None, device=device, dtype=dtype, offload=offload,
+                       vae_tiling=vae_tiling, vae_slicing=vae_slicing, attention=attention, torch_compile=torch_compile, workers=workers,
+                       lease_seconds=lease_seconds, nice=worker_nice)  # fmt: skip
+    supervisor = WorkerSupervisor(argv, worker_processes, stop_seconds=lease_seconds)
+    supervisor.start()  # after create_app: the database is migrated before any worker opens it
+    typer.echo(f"{worker_processes} worker process(es), {workers} worker thread(s) each")
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="info")
+    finally:
+        supervisor.stop()
 
 
 def register(app: typer.Typer) -> None:

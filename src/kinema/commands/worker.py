@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import signal
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,24 @@ def worker(
     signal.signal(signal.SIGINT, on_signal)
     factory = functools.partial(native_backend, str(model) if model else None, options, device)
     run_worker_process(settings, factory, stop, ready=lambda: typer.echo(f"kinema worker: {workers} worker(s) on {settings.url}"))
+
+
+def worker_argv(*, data_dir: Path, database_url: str | None, model: str | None, device: str, dtype: str, offload: str, vae_tiling: bool,
+                vae_slicing: bool, attention: str, torch_compile: bool, workers: int, lease_seconds: float, nice: int) -> list[str]:  # fmt: skip
+    """The command line of a `kinema worker` with these options, run by this Python (what `kinema serve
+    --worker-processes` starts: the same database, data directory and model as the server's)."""
+    argv = [sys.executable, "-m", "kinema.cli", "worker", "--data-dir", str(Path(data_dir).absolute()), "--device", device, "--dtype", dtype,
+            "--offload", offload, "--attention", attention, "--workers", str(workers), "--lease-seconds", repr(float(lease_seconds)), "--nice", str(nice),
+            "--vae-tiling" if vae_tiling else "--no-vae-tiling"]  # fmt: skip
+    if database_url:
+        argv += ["--database-url", database_url]
+    if model:
+        argv += ["--model", str(model)]
+    if vae_slicing:
+        argv.append("--vae-slicing")
+    if torch_compile:
+        argv.append("--compile")
+    return argv
 
 
 def register(app: typer.Typer) -> None:

@@ -30,6 +30,7 @@ from kinema.errors import KinemaInputError
 from kinema.request import GenerationRequest
 from kinema.service import ledger, pricing, webhooks
 from kinema.service.accounts import KeyCache
+from kinema.service.checkpoints import WalCheckpointer, sqlite_file
 from kinema.service.db import (
     QUEUED,
     RUNNING,
@@ -167,7 +168,8 @@ def body_hash_of(body: BaseModel) -> str:
 
 def create_app(settings: Settings, backend_factory: BackendFactory, *, moderator: Moderator | None = None, run_workers: bool = True, executor: Any = None) -> FastAPI:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine, sessions = open_database(settings.url, sqlite_synchronous=settings.sqlite_synchronous)
+    checkpointer = WalCheckpointer(settings.url, settings.wal_checkpoint_seconds) if sqlite_file(settings.url) else None
+    engine, sessions = open_database(settings.url, sqlite_synchronous=settings.sqlite_synchronous, auto_checkpoint=checkpointer is None)
     read_engine, readers = open_readers(settings.url)
     seed_plans(sessions, settings)
     backend = backend_factory()
@@ -196,12 +198,16 @@ def create_app(settings: Settings, backend_factory: BackendFactory, *, moderator
         svc.submissions.start(asyncio.get_running_loop())
         await asyncio.to_thread(warm_up)
         freeze_startup_objects()
+        if checkpointer is not None:
+            checkpointer.start()
         await asyncio.to_thread(workers.start, run_workers)
         try:
             yield
         finally:
             await asyncio.to_thread(workers.stop)
             await asyncio.to_thread(svc.submissions.stop)
+            if checkpointer is not None:
+                await asyncio.to_thread(checkpointer.stop)
             engine.dispose()
             read_engine.dispose()
 
@@ -210,6 +216,7 @@ def create_app(settings: Settings, backend_factory: BackendFactory, *, moderator
         **fastapi_telemetry(settings.opentelemetry),
     )  # fmt: skip
     app.state.service = svc
+    app.state.checkpointer = checkpointer
     add_routes(app, svc)
     install_error_handlers(app, settings)  # after the routes: its body limit is the outer middleware, before the fast lane
     try:
@@ -233,7 +240,7 @@ def make_submit_writer(settings: Settings, engine: Engine, worker_threads_here: 
     - any other database: a thread, so that network waits never stop the loop.
     """
     if engine.dialect.name == "sqlite" and not worker_threads_here:
-        return LoopWriter(make_engine(settings.url, sqlite_synchronous=settings.sqlite_synchronous, busy_seconds=0))
+        return LoopWriter(make_engine(settings.url, sqlite_synchronous=settings.sqlite_synchronous, busy_seconds=0, auto_checkpoint=False))
     return SubmitWriter(engine)
 
 

@@ -231,7 +231,8 @@ SQLITE_SYNCHRONOUS = ("NORMAL", "FULL")
 SQLITE_BUSY_SECONDS = 30.0
 
 
-def make_engine(url: str, writer: bool = True, *, sqlite_synchronous: str = "NORMAL", busy_seconds: float = SQLITE_BUSY_SECONDS) -> Engine:
+def make_engine(url: str, writer: bool = True, *, sqlite_synchronous: str = "NORMAL", busy_seconds: float = SQLITE_BUSY_SECONDS,
+                auto_checkpoint: bool = True) -> Engine:  # fmt: skip
     """An engine with SQLite made fit for many threads and processes.
 
     SQLite: WAL journal (readers never wait for the writer), a long busy timeout
@@ -254,6 +255,9 @@ def make_engine(url: str, writer: bool = True, *, sqlite_synchronous: str = "NOR
       can undo the last commits (never corrupt the database). "FULL" fsyncs the
       WAL at every commit and survives power loss too, at the cost of one fsync
       per write transaction.
+    - `auto_checkpoint=False`: this engine's commits never checkpoint the WAL
+      (SQLite's default makes the commit that pushes the WAL past 1,000 pages do
+      it, inside the commit); the process then runs a `checkpoints.WalCheckpointer`.
     PostgreSQL: both engines are plain pools.
     """
     if url.startswith("sqlite"):
@@ -272,6 +276,8 @@ def make_engine(url: str, writer: bool = True, *, sqlite_synchronous: str = "NOR
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute(f"PRAGMA synchronous={sync}")
             cur.execute("PRAGMA foreign_keys=ON")
+            if not auto_checkpoint:
+                cur.execute("PRAGMA wal_autocheckpoint=0")
             cur.close()
 
         @event.listens_for(engine, "begin")
@@ -294,8 +300,8 @@ def migrate(engine: Engine, revision: str = "head") -> None:
         command.upgrade(cfg, revision)
 
 
-def open_database(url: str, *, sqlite_synchronous: str = "NORMAL") -> tuple[Engine, sessionmaker[Any]]:
-    engine = make_engine(url, sqlite_synchronous=sqlite_synchronous)
+def open_database(url: str, *, sqlite_synchronous: str = "NORMAL", auto_checkpoint: bool = True) -> tuple[Engine, sessionmaker[Any]]:
+    engine = make_engine(url, sqlite_synchronous=sqlite_synchronous, auto_checkpoint=auto_checkpoint)
     migrate(engine)
     return engine, sessionmaker(engine, expire_on_commit=False)
 

@@ -35,6 +35,7 @@ class Settings:
     worker_nice: int = 10  # workers run at this lower CPU priority (0-19) so the API answers first on a shared machine
     max_attempts: int = 3
     sqlite_synchronous: str = "NORMAL"  # SQLite only: "NORMAL" (a commit survives kill -9 of any process) or "FULL" (and power loss); see db.make_engine
+    wal_checkpoint_seconds: float = 1.0  # SQLite: how often the API process checkpoints the WAL, off its requests' path (checkpoints.py)
     opentelemetry: bool = False  # FastAPI's built-in tracing/metrics of every request (for an operator who configures OpenTelemetry)
     auth_cache_seconds: float = 2.0  # an API key's account is remembered this long; a revoked key stops working within this time
     gpus_per_worker: float = 0.0  # executor "ray": GPUs each actor reserves (num_gpus); 0 runs on CPUs
@@ -71,6 +72,8 @@ class Settings:
             raise KinemaInputError(f"shot_cache_max_bytes must be > 0, got {self.shot_cache_max_bytes}")
         if not 0 <= self.worker_nice <= 19:
             raise KinemaInputError(f"worker_nice must be in 0..19 (0: the API's own priority), got {self.worker_nice}")
+        if self.wal_checkpoint_seconds <= 0:
+            raise KinemaInputError(f"wal_checkpoint_seconds must be > 0, got {self.wal_checkpoint_seconds}")
         if self.auth_cache_seconds < 0 or self.gpus_per_worker < 0:
             raise KinemaInputError("auth_cache_seconds and gpus_per_worker must be >= 0")
 
