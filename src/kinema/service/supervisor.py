@@ -98,7 +98,10 @@ class WorkerSupervisor:
             with self._lock:
                 if self._stop.is_set():
                     return
-                self._tend(time.monotonic())
+                try:
+                    self._tend(time.monotonic())
+                except OSError:  # the worker could not be started (e.g. out of processes): try again at the next poll
+                    log.exception("could not start a worker process; retrying")
             self._stop.wait(self.poll_seconds)
 
     def _tend(self, now: float) -> None:
