@@ -89,18 +89,18 @@ def test_replacements_back_off_while_they_keep_failing_and_reset_once_one_lives(
     sup._tend(now)  # the first worker
     delays = []
     for _ in range(4):  # each exits 0.1 s after it started
-        sup._procs[0].wait()
+        sup._slots[0].proc.wait()
         now += 0.1
         sup._tend(now)
-        assert sup._procs[0] is None  # nothing is started before its delay is over
-        delays.append(round(sup._due[0] - now, 3))
-        now = sup._due[0]
+        assert sup._slots[0].proc is None  # nothing is started before its delay is over
+        delays.append(round(sup._slots[0].due - now, 3))
+        now = sup._slots[0].due
         sup._tend(now)
     assert delays == [1.0, 2.0, 4.0, 4.0] and sup.restarts == 4
-    sup._procs[0].wait()
+    sup._slots[0].proc.wait()
     now += 40.0  # this one lived past healthy_seconds
     sup._tend(now)
-    assert round(sup._due[0] - now, 3) == 1.0
+    assert round(sup._slots[0].due - now, 3) == 1.0
 
 
 @linux_only

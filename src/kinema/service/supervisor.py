@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 log = logging.getLogger("kinema.service")
 
@@ -48,11 +49,7 @@ class WorkerSupervisor:
         self.restart_delay, self.max_restart_delay = restart_delay, max_restart_delay
         self.healthy_seconds, self.stop_seconds, self.poll_seconds = healthy_seconds, stop_seconds, poll_seconds
         self.restarts = 0  # replacements started so far (all slots)
-        self._procs: list[subprocess.Popen | None] = [None] * count
-        self._started_at = [0.0] * count
-        self._ever_started = [False] * count
-        self._delay = [restart_delay] * count
-        self._due = [0.0] * count  # when an exited slot is started again
+        self._slots = [_Slot(delay=restart_delay) for _ in range(count)]
         self._stop = threading.Event()
         self._lock = threading.Lock()  # start/replace vs stop: no worker is started once stopping has begun
         self._watcher: threading.Thread | None = None
@@ -61,7 +58,7 @@ class WorkerSupervisor:
     def pids(self) -> list[int]:
         """The running workers' process ids (for operators and tests)."""
         with self._lock:
-            return [p.pid for p in self._procs if p is not None and p.poll() is None]
+            return [w.proc.pid for w in self._slots if w.proc is not None and w.proc.poll() is None]
 
     def start(self) -> None:
         """Start the workers (from the watcher thread, which lives until `stop`: a parent-death signal
@@ -75,7 +72,7 @@ class WorkerSupervisor:
         if self._watcher is not None:
             self._watcher.join()
         with self._lock:
-            procs = [p for p in self._procs if p is not None]
+            procs = [w.proc for w in self._slots if w.proc is not None]
         for p in procs:
             if p.poll() is None:
                 p.terminate()
@@ -88,10 +85,9 @@ class WorkerSupervisor:
                 p.kill()
                 p.wait()
 
-    def _spawn(self, slot: int, now: float) -> None:
-        self._procs[slot] = subprocess.Popen(self.argv, preexec_fn=_die_with_parent(os.getpid()), close_fds=True)
-        self._started_at[slot] = now
-        self._ever_started[slot] = True
+    def _spawn(self, slot: _Slot, now: float) -> None:
+        slot.proc = subprocess.Popen(self.argv, preexec_fn=_die_with_parent(os.getpid()), close_fds=True)
+        slot.started_at = now
 
     def _watch(self) -> None:
         while True:
@@ -106,20 +102,31 @@ class WorkerSupervisor:
 
     def _tend(self, now: float) -> None:
         """Note the workers that exited and start the ones that are due (under the lock)."""
-        for slot, proc in enumerate(self._procs):
+        for slot in self._slots:
+            proc = slot.proc
             if proc is not None and proc.poll() is not None:
-                lived = now - self._started_at[slot]
+                lived = now - slot.started_at
                 if lived >= self.healthy_seconds:
-                    self._delay[slot] = self.restart_delay
+                    slot.delay = self.restart_delay
                 log.warning("worker process %d exited with code %s after %.1f s; starting another in %.1f s",
-                            proc.pid, proc.returncode, lived, self._delay[slot])  # fmt: skip
-                self._procs[slot] = None
-                self._due[slot] = now + self._delay[slot]
-                self._delay[slot] = min(self.max_restart_delay, self._delay[slot] * 2)
-            elif proc is None and now >= self._due[slot]:
-                if self._ever_started[slot]:
+                            proc.pid, proc.returncode, lived, slot.delay)  # fmt: skip
+                slot.proc = None
+                slot.due = now + slot.delay
+                slot.delay = min(self.max_restart_delay, slot.delay * 2)
+            elif proc is None and now >= slot.due:
+                if slot.started_at is not None:
                     self.restarts += 1
                 self._spawn(slot, now)
+
+
+@dataclass
+class _Slot:
+    """One worker's place: its process (None between an exit and its replacement) and its back-off."""
+
+    delay: float  # the wait before the next replacement
+    proc: subprocess.Popen | None = None
+    started_at: float | None = None  # None until its first worker starts
+    due: float = 0.0  # when a replacement may start
 
 
 def _die_with_parent(parent: int) -> Callable[[], None] | None:
