@@ -125,6 +125,39 @@ def test_extension_appends_to_the_given_video(pipe: Pipeline, tmp_path: Path) ->
         pipe_request("x", video=str(path), loop=True)
 
 
+def test_hand_off_fades_the_seam_residual_out() -> None:
+    from kinema.engine.native import hand_off
+
+    frames = np.full((10, 4, 4, 3), 100, np.uint8)
+    exact, decoded = np.full((4, 4, 3), 130, np.uint8), np.full((4, 4, 3), 100, np.uint8)
+    out = hand_off(frames, exact, decoded, span=5)
+    assert out[:, 0, 0, 0].tolist() == [125, 120, 115, 110, 105, 100, 100, 100, 100, 100]  # 30 * (1 - i/6)
+    assert np.array_equal(frames, np.full_like(frames, 100))  # the input is not touched
+    bright = hand_off(np.full((2, 1, 1, 3), 250, np.uint8), np.full((1, 1, 3), 255, np.uint8), np.zeros((1, 1, 3), np.uint8), 2)
+    assert bright.max() == 255  # clipped, not wrapped
+    assert hand_off(frames[:0], exact, decoded, 5).shape == (0, 4, 4, 3)
+
+
+def test_extension_seam_continues_the_given_video(pipe: Pipeline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import kinema.engine.native as native
+
+    src = np.full((8, 32, 32, 3), 90, np.uint8)
+    src[:, 8:20, 10:22] = (200, 60, 40)
+    path = write_video(src, tmp_path / "in.mp4", fps=8.0)
+    smoothed = pipe.generate("a ball", seed=0, video=str(path), seconds=2.0).frames
+    monkeypatch.setattr(native, "HAND_OFF_FRAMES", 0)
+    cut = pipe.generate("a ball", seed=0, video=str(path), seconds=2.0).frames
+    assert np.array_equal(smoothed[:8], cut[:8])  # the given video is kept exactly either way
+    span = 8  # native.HAND_OFF_FRAMES before the patch
+    assert not np.array_equal(smoothed[8 : 8 + span], cut[8 : 8 + span])
+    assert np.array_equal(smoothed[8 + span :], cut[8 + span :])  # past the span, nothing changes
+
+    def jump(v: np.ndarray) -> float:
+        return float(np.abs(v[8].astype(np.float32) - v[7].astype(np.float32)).mean())
+
+    assert jump(smoothed) < jump(cut)
+
+
 def test_interpolation_and_fps(pipe: Pipeline) -> None:
     r = pipe.validate(pipe_request("x", fps=24.0))
     assert (r.interpolate, r.generation_fps, r.num_frames) == (3, 8.0, 24) and r.notes

@@ -36,6 +36,7 @@ from kinema.request import GenerationRequest
 from kinema.video.interpolate import StreamInterpolator
 
 PIPELINE_FILE = "pipeline.json"
+HAND_OFF_FRAMES = 8  # generation frames over which an extension fades out the VAE's error at its seam (1 s at 8 fps)
 
 
 @dataclass
@@ -126,6 +127,26 @@ def crossfade(before: np.ndarray, after: np.ndarray) -> np.ndarray:
     n = len(before)
     w = (np.arange(1, n + 1, dtype=np.float32) / (n + 1))[:, None, None, None]
     return np.rint((1.0 - w) * before + w * after).astype(np.uint8)
+
+
+def hand_off(frames: np.ndarray, exact: np.ndarray, decoded: np.ndarray, span: int) -> np.ndarray:
+    """`frames` ([n, H, W, 3] uint8) with the seam from an exactly kept frame smoothed away.
+
+    Why: a video given to extend is kept exactly, while the frames the model adds
+    come out of the VAE decoder, whose round trip of that same last frame
+    (`decoded`) differs from it (`exact`) by the VAE's own error, larger than the
+    motion between two frames. Adding that difference to the first new frames,
+    fading linearly to nothing over `span` frames, makes the cut continue where the
+    given video stopped and lets the change spread over the span instead.
+    """
+    n = min(span, len(frames))
+    if n == 0:
+        return frames
+    residual = exact.astype(np.float32) - decoded.astype(np.float32)
+    weights = (1.0 - np.arange(1, n + 1, dtype=np.float32) / (n + 1))[:, None, None, None]
+    out = frames.copy()
+    out[:n] = np.clip(np.rint(frames[:n].astype(np.float32) + weights * residual), 0, 255).astype(np.uint8)
+    return out
 
 
 def frames_to_uint8(video: torch.Tensor) -> torch.Tensor:
@@ -280,6 +301,8 @@ class NativeBackend:
                 with timings.measure("vae_decoding"):
                     frames = self._decode(latents)
                 new = frames if tail is None else frames[OVERLAP_FRAMES:]
+                if extend is not None and start == 0:  # the first new frames continue the given video's last one
+                    new = hand_off(new, extend[-1], frames[OVERLAP_FRAMES - 1], HAND_OFF_FRAMES)
                 if held is not None:  # held = the unwritten end of the frames this window shares
                     new = np.concatenate([crossfade(held, frames[OVERLAP_FRAMES - len(held) : OVERLAP_FRAMES]), new])
                 tail = frames[-OVERLAP_FRAMES:]
