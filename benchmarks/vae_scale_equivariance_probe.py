@@ -44,20 +44,26 @@ def pool2(x: torch.Tensor) -> torch.Tensor:
     return F.avg_pool3d(x, (1, 2, 2))
 
 
+def _high_share(z: torch.Tensor) -> float:
+    """Share of [..., h, w]'s spatial energy (each map's mean removed) above half its Nyquist frequency."""
+    z = z - z.mean(dim=(-2, -1), keepdim=True)
+    power = torch.fft.fft2(z).abs().pow(2)
+    h, w = z.shape[-2:]
+    fy = torch.fft.fftfreq(h).abs().view(-1, 1)
+    fx = torch.fft.fftfreq(w).abs().view(1, -1)
+    high = (torch.maximum(fy, fx) > 0.25).expand(h, w)
+    return float(power[..., high].sum() / power.sum().clamp(min=1e-12))
+
+
 def high_frequency_share(vae, clips: list[np.ndarray]) -> float:
-    """Share of the latent's spatial energy (mean removed) above half its Nyquist frequency."""
-    shares = []
+    """The latent's high-frequency energy share, averaged over clips."""
     with torch.no_grad():
-        for clip in clips:
-            z = vae.encode(to_model_video(clip[None]).float())[0]  # [C, T', h, w]
-            z = z - z.mean(dim=(-2, -1), keepdim=True)
-            power = torch.fft.fft2(z).abs().pow(2)
-            h, w = z.shape[-2:]
-            fy = torch.fft.fftfreq(h).abs().view(-1, 1)
-            fx = torch.fft.fftfreq(w).abs().view(1, -1)
-            high = (torch.maximum(fy, fx) > 0.25).expand(h, w)
-            shares.append(float(power[..., high].sum() / power.sum().clamp(min=1e-12)))
-    return float(np.mean(shares))
+        return float(np.mean([_high_share(vae.encode(to_model_video(c[None]).float())[0]) for c in clips]))
+
+
+def pixel_high_frequency_share(clips: list[np.ndarray], stride: int = 8) -> float:
+    """The same share for the pixels average-pooled to the latent grid: what a latent as smooth as the picture has."""
+    return float(np.mean([_high_share(F.avg_pool3d(to_model_video(c[None]).float()[0], (1, stride, stride))) for c in clips]))
 
 
 def main() -> None:
@@ -106,7 +112,8 @@ def main() -> None:
     vae.eval()
     after = high_frequency_share(vae, [c[:17] for c in probe_clips])
     save_pretrained(vae, args.out)
-    summary = {"steps": step, "minutes": args.minutes, "weight": args.weight, "crop": crop, "batch": batch, "lr": args.lr, "high_frequency_share": {"before": before, "after": after}}
+    pixels = pixel_high_frequency_share([c[:17] for c in probe_clips])
+    summary = {"steps": step, "minutes": args.minutes, "weight": args.weight, "crop": crop, "batch": batch, "lr": args.lr, "high_frequency_share": {"before": before, "after": after, "pixels_at_latent_grid": pixels}}
     Path(args.out, "se_probe.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary))
 
