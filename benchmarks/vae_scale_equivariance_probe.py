@@ -85,8 +85,8 @@ def main() -> None:
     records = assign_buckets(read_metadata(args.dataset), cfg.data.buckets, cfg.data.frame_counts, cfg.data.fps)
     crop, batch = args.crop or cfg.vae.crop_size, args.batch or cfg.vae.batch_size
     pool = CropPool.load(records, cfg.vae.pool_clips, cfg.data.fps, crop, cfg.vae.crop_frames, cfg.seed)
-    probe_clips = CropPool.load(records, 16, cfg.data.fps, 64, 17, 12345).clips
-    before = high_frequency_share(vae, [c[:17] for c in probe_clips])
+    probe_clips = [c[:17] for c in CropPool.load(records, 16, cfg.data.fps, 64, 17, 12345).clips]
+    before = high_frequency_share(vae, probe_clips)
     optimizer = torch.optim.AdamW(vae.parameters(), lr=args.lr, weight_decay=0.0)
     start, step, log = time.time(), 0, []
     while time.time() - start < args.minutes * 60:
@@ -110,9 +110,9 @@ def main() -> None:
             recent = np.mean(log[-100:], axis=0)
             print(f"step {step} {time.time() - start:.0f}s l1 {recent[0]:.4f} pooled {recent[1]:.4f}", flush=True)
     vae.eval()
-    after = high_frequency_share(vae, [c[:17] for c in probe_clips])
+    after = high_frequency_share(vae, probe_clips)
     save_pretrained(vae, args.out)
-    pixels = pixel_high_frequency_share([c[:17] for c in probe_clips])
+    pixels = pixel_high_frequency_share(probe_clips)
     summary = {"steps": step, "minutes": args.minutes, "weight": args.weight, "crop": crop, "batch": batch, "lr": args.lr, "high_frequency_share": {"before": before, "after": after, "pixels_at_latent_grid": pixels}}
     Path(args.out, "se_probe.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary))
