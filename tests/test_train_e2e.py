@@ -103,6 +103,31 @@ def test_clips_with_a_camera_signal_can_train_on_captions_without_the_camera(tin
         assert (int(out[i]) in own) if swapped else int(out[i]) == int(cap[i]), i
 
 
+def test_scene_supervision_trains_the_scene_head(tiny_run, tmp_path):
+    """With dit.scene_loss_weight > 0 the DiT gets a scene head, fed labels row for row with the cache."""
+    from kinema.train.builtin import _scene_labels
+    from kinema.train.dit_trainer import train_dit
+    from kinema.train.latents import LatentCache
+    from kinema.train.scene_labels import NUM_CLASSES
+
+    cfg = load_config(TINY, output_dir=str(tiny_run))
+    cfg.dit.scene_loss_weight, cfg.dit.scene_loss_layer = 1.0, 1
+    cache = LatentCache.load(tiny_run / "cache")
+    labels = _scene_labels(cfg, cache)
+    for key, latents in cache.latents.items():  # 32 x W px, 9 frames -> 3 latent frames of 2 x W/16 tokens
+        assert labels[key].shape == (latents.shape[0], 4, 3, latents.shape[-2] // 2, latents.shape[-1] // 2)
+        assert (labels[key][:, 0] > 0).any() and (labels[key] >= 0).all()  # objects found, no clip ignored
+    with pytest.raises(Exception, match="scene labels"):
+        train_dit(cfg, cache, 384, DistInfo(), tmp_path / "none")
+    result, ema, model = train_dit(cfg, cache, 384, DistInfo(), tmp_path / "ckpt", None, labels)
+    assert result.steps == 3 and model.config.scene_classes == NUM_CLASSES
+    torch.manual_seed(cfg.seed)
+    from kinema.train.dit_trainer import build_dit
+
+    init = build_dit({**cfg.dit.model, "scene_classes": NUM_CLASSES, "scene_layer": 1}, 4, 384)
+    assert not torch.equal(model.scene_head[1].weight, init.scene_head[1].weight)
+
+
 def test_cache_subset_per_bucket(tmp_path):
     from kinema.train.latents import _subset
 

@@ -39,6 +39,9 @@ class DiTConfig:
     camera_dim: int = 0
     rope_theta: float = 100.0  # small grids: a low base keeps every rotary frequency useful
     timestep_scale: float = 1000.0  # t in [0, 1] -> sinusoid argument
+    # Training-only scene head (kinema.train.scene_labels): logits per token read after `scene_layer` blocks.
+    scene_classes: int = 0
+    scene_layer: int = 2
 
     def __post_init__(self) -> None:
         if self.cond_channels is None:
@@ -47,6 +50,8 @@ class DiTConfig:
             raise ValueError("hidden must be divisible by heads")
         if (self.hidden // self.heads) % 8:
             raise ValueError("head dim must be a multiple of 8 (split into t/h/w rotary pairs)")
+        if self.scene_classes and not 1 <= self.scene_layer <= self.depth:
+            raise ValueError(f"scene_layer must be between 1 and depth {self.depth}")
 
 
 # --- positions ------------------------------------------------------------------
@@ -212,6 +217,8 @@ class DiT(nn.Module):
         self.camera_embed = nn.Sequential(nn.Linear(cfg.camera_dim, d), nn.SiLU(), nn.Linear(d, d)) if cfg.camera_dim > 0 else None
         self.blocks = nn.ModuleList(DiTBlock(d, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.depth))
         self.final = FinalLayer(d, cfg.latent_channels * self.patch_volume)
+        # Read only by the trainer's scene loss; sampling never runs it.
+        self.scene_head = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, cfg.scene_classes)) if cfg.scene_classes > 0 else None
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -263,8 +270,13 @@ class DiT(nn.Module):
         text_mask: torch.Tensor,
         cond: torch.Tensor | None = None,
         camera: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """Velocity (noise - x0) for normalised latents x [B,C,T',h,w] at times t [B] in [0, 1]."""
+        return_scene: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Velocity (noise - x0) for normalised latents x [B,C,T',h,w] at times t [B] in [0, 1].
+
+        With `return_scene` (training a model with a scene head), also the scene
+        logits [B, classes, T'', gh, gw] on the token grid.
+        """
         cfg = self.config
         if x.ndim != 5 or x.shape[1] != cfg.latent_channels:
             raise KinemaInputError(f"latents must be [B, {cfg.latent_channels}, T', h, w], got {list(x.shape)}")
@@ -289,9 +301,15 @@ class DiT(nn.Module):
         cos, sin = rope_3d(grid, cfg.hidden // cfg.heads, cfg.rope_theta, x.device)
         rope = (cos.to(x.dtype), sin.to(x.dtype))
 
-        for block in self.blocks:
+        scene = None
+        for i, block in enumerate(self.blocks):
             tokens = block(tokens, c, rope, ctx, ctx_mask)
-        return self.unpatchify(self.final(tokens, c), grid)
+            if return_scene and i + 1 == cfg.scene_layer:
+                if self.scene_head is None:
+                    raise ValueError("this DiT has no scene head (scene_classes = 0)")
+                scene = self.scene_head(tokens).transpose(1, 2).reshape(b, -1, *grid)
+        velocity = self.unpatchify(self.final(tokens, c), grid)
+        return (velocity, scene) if return_scene else velocity
 
     # -- accounting ------------------------------------------------------------------------
     def num_params(self) -> int:

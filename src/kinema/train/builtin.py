@@ -157,6 +157,17 @@ def _dit_budget(cfg: TrainConfig, paths: RunPaths) -> float:
     return min(own, left) if own > 0 else left
 
 
+def _scene_labels(cfg: TrainConfig, cache: Any) -> dict[str, Any]:
+    """Per-token scene labels for every cached clip (the DiT's scene supervision)."""
+    from kinema.models.dit import DiTConfig
+    from kinema.models.vae import CausalVideoVAE
+    from kinema.train.scene_labels import label_table
+
+    _, ph, pw = cfg.dit.model.get("patch", DiTConfig.patch)
+    stride = CausalVideoVAE.spatial_stride
+    return label_table(_records(cfg), cache.clip_ids, cfg.data.fps, (stride * ph, stride * pw), CausalVideoVAE.temporal_stride)
+
+
 def stage_dit(cfg: TrainConfig, paths: RunPaths, dist: DistInfo) -> dict[str, Any]:
     from kinema.models.io import save_pretrained
     from kinema.train.dit_trainer import train_dit
@@ -168,7 +179,8 @@ def stage_dit(cfg: TrainConfig, paths: RunPaths, dist: DistInfo) -> dict[str, An
     text_dim = json.loads((paths.cache / "text" / "meta.json").read_text())["dim"]
     budget = _dit_budget(cfg, paths)
     _log(dist, f"dit: time budget {budget:.1f} min" if budget > 0 else "dit: no time budget")
-    res, ema_model, _ = train_dit(cfg, cache, text_dim, dist, paths.checkpoints("dit"), budget)
+    labels = _scene_labels(cfg, cache) if cfg.dit.scene_loss_weight > 0 else None
+    res, ema_model, _ = train_dit(cfg, cache, text_dim, dist, paths.checkpoints("dit"), budget, labels)
     if dist.is_main:
         save_pretrained(ema_model, paths.dit_ema)
     return {"steps": res.steps, "seconds": res.seconds, "samples_per_second": res.samples_per_second, "final_loss": res.final_loss, "stopped_by": res.stopped_by, "batch_size": cfg.dit.batch_size, "budget_minutes": budget}

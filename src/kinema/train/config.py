@@ -99,6 +99,11 @@ class DiTStageConfig:
     # share of clips trained with the signal and a caption that leaves the camera unnamed (the dataset's
     # `captions_without_camera`), so the signal alone must carry the move
     camera_caption_free: float = 0.0
+    # Scene supervision (kinema.train.scene_labels): weight of an auxiliary loss asking the DiT's tokens,
+    # after `scene_loss_layer` blocks, to name the colour, shape and motion of the object they cover and
+    # the camera move. Needs datasets with a `scene` per clip (Shapes World); 0 turns it off.
+    scene_loss_weight: float = 0.0
+    scene_loss_layer: int = 2
 
 
 @dataclass
@@ -225,6 +230,14 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise KinemaInputError(f"dit.camera_dropout must be in [0, 1], got {cfg.dit.camera_dropout}")
     if not 0.0 <= cfg.dit.camera_caption_free <= 1.0:
         raise KinemaInputError(f"dit.camera_caption_free must be in [0, 1], got {cfg.dit.camera_caption_free}")
+    if cfg.dit.scene_loss_weight < 0:
+        raise KinemaInputError(f"dit.scene_loss_weight must be >= 0, got {cfg.dit.scene_loss_weight}")
+    if cfg.dit.scene_loss_weight > 0:
+        from kinema.models.dit import DiTConfig
+
+        depth = int(cfg.dit.model.get("depth", DiTConfig.depth))
+        if not 1 <= cfg.dit.scene_loss_layer <= depth:
+            raise KinemaInputError(f"dit.scene_loss_layer must be between 1 and the DiT's depth {depth}, got {cfg.dit.scene_loss_layer}")
     from kinema.conditioning.tasks import check_task_weights
 
     check_task_weights(cfg.dit.tasks, "dit.tasks")

@@ -38,6 +38,8 @@ class ClipRecord:
     # Captions that leave the camera move unnamed (metadata `captions_without_camera`): with the
     # camera given as a signal, training on these makes the signal, not the words, carry the move.
     signal_captions: list[str] = field(default_factory=list)
+    # Shapes World clips carry their scene (metadata `scene`): the DiT's scene supervision reads it.
+    scene: dict | None = None
 
 
 def probe_video(path: Path) -> tuple[int, int, int, float]:
@@ -106,7 +108,7 @@ def read_metadata(dataset_dir: str | Path) -> list[ClipRecord]:
             camera = camera_from_metadata(entry)
         except KinemaInputError as exc:
             raise KinemaInputError(f"{where}: {entry['video']}: {exc}") from None
-        records.append(ClipRecord(path, _captions(entry, where), h, w, n, fps, camera=camera, signal_captions=_signal_captions(entry, where)))
+        records.append(ClipRecord(path, _captions(entry, where), h, w, n, fps, camera=camera, signal_captions=_signal_captions(entry, where), scene=entry.get("scene") if isinstance(entry.get("scene"), dict) else None))
     if not records:
         raise KinemaInputError(f"{where} lists no clips")
     return records

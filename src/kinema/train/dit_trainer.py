@@ -29,6 +29,7 @@ from kinema.train.config import DiTStageConfig, TrainConfig
 from kinema.train.distributed import DistInfo, wrap_model
 from kinema.train.latents import LatentCache
 from kinema.train.loop import EMA, LoopSettings, make_optimizer, run_loop
+from kinema.train.scene_labels import NUM_CLASSES, scene_loss
 from kinema.train.vae_trainer import autocast
 
 
@@ -53,8 +54,9 @@ def batch_shift(d: DiTStageConfig, patch: tuple[int, int, int], latent_shape: tu
 class DiTBatches:
     """Turns (step, rank) into a training batch drawn from the RAM cache."""
 
-    def __init__(self, cache: LatentCache, cfg: TrainConfig, dist: DistInfo):
+    def __init__(self, cache: LatentCache, cfg: TrainConfig, dist: DistInfo, scene_labels: dict[str, torch.Tensor] | None = None):
         self.cache = cache
+        self.scene_labels = scene_labels
         self.cfg = cfg
         self.rank = dist.rank
         keys = sorted(cache.latents)
@@ -97,6 +99,13 @@ class DiTBatches:
         mask = torch.arange(width)[None, :] < lengths[:, None]
         return x0, text, mask, cond, camera, rng
 
+    def scene_targets(self, step: int) -> torch.Tensor | None:
+        """Scene labels [B, 4, T', gh, gw] of the batch `__call__(step)` returns (the sampler is stateless)."""
+        if self.scene_labels is None:
+            return None
+        key, idx = self.sampler.batch(step)
+        return self.scene_labels[key][torch.as_tensor(idx - self.offsets[key])]
+
     def _captions_without_camera(self, cap: torch.Tensor, clips: np.ndarray, dropped: torch.Tensor, camera: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         """Swap in a caption that leaves the camera unnamed, for a share of the clips whose camera is given.
 
@@ -112,17 +121,34 @@ class DiTBatches:
         return torch.where(torch.as_tensor(swap), ids[torch.as_tensor(pick)], cap)
 
 
-def train_dit(cfg: TrainConfig, cache: LatentCache, text_dim: int, dist: DistInfo, checkpoint_dir: Path, budget_minutes: float | None = None):
-    """Train per `cfg.dit`; returns (LoopResult, EMA model) — the EMA weights are what ships."""
+def train_dit(
+    cfg: TrainConfig,
+    cache: LatentCache,
+    text_dim: int,
+    dist: DistInfo,
+    checkpoint_dir: Path,
+    budget_minutes: float | None = None,
+    scene_labels: dict[str, torch.Tensor] | None = None,
+):
+    """Train per `cfg.dit`; returns (LoopResult, EMA model) — the EMA weights are what ships.
+
+    With `dit.scene_loss_weight` > 0, `scene_labels` (kinema.train.scene_labels.label_table)
+    adds the scene loss; the loss the loop reports stays the velocity loss alone, so runs compare.
+    """
     d = cfg.dit
     torch.manual_seed(cfg.seed)
     latent_channels = cache.latent_mean.numel()
-    model = build_dit(d.model, latent_channels, text_dim)
+    scene_fields = {}
+    if d.scene_loss_weight > 0:
+        if scene_labels is None:
+            raise KinemaInputError("dit.scene_loss_weight > 0 needs scene labels (a dataset whose clips carry a 'scene')")
+        scene_fields = {"scene_classes": NUM_CLASSES, "scene_layer": d.scene_loss_layer}
+    model = build_dit({**d.model, **scene_fields}, latent_channels, text_dim)
     patch = tuple(model.config.patch)
     net = wrap_model(model, dist)
     optimizer = make_optimizer(model, d.lr, d.weight_decay)
     ema = EMA(model, d.ema_decay)
-    batches = DiTBatches(cache, cfg, dist)
+    batches = DiTBatches(cache, cfg, dist, scene_labels if scene_fields else None)
 
     def step_fn(step: int) -> tuple[float, int]:
         x0, text, mask, cond, camera, rng = batches(step)
@@ -132,10 +158,15 @@ def train_dit(cfg: TrainConfig, cache: LatentCache, text_dim: int, dist: DistInf
         noise = torch.randn(x0.shape, generator=g)
         xt = add_noise(x0, noise, t)
         model.train()
+        labels = batches.scene_targets(step)
         with autocast(d.precision):
-            pred = net(xt, t, text, mask, cond, camera)
+            if labels is None:
+                pred = net(xt, t, text, mask, cond, camera)
+            else:
+                pred, logits = net(xt, t, text, mask, cond, camera, return_scene=True)
         loss = flow_loss(pred, velocity_target(x0, noise))
-        loss.backward()
+        total = loss if labels is None else loss + d.scene_loss_weight * scene_loss(logits, labels)
+        total.backward()
         return float(loss.detach()), b
 
     settings = LoopSettings.for_stage("dit", d, cfg, checkpoint_dir, budget_minutes)
