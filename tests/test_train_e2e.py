@@ -103,6 +103,21 @@ def test_clips_with_a_camera_signal_can_train_on_captions_without_the_camera(tin
         assert (int(out[i]) in own) if swapped else int(out[i]) == int(cap[i]), i
 
 
+def test_scene_supervision_refuses_a_dataset_without_scenes(tiny_run, monkeypatch):
+    import dataclasses
+
+    import kinema.train.builtin as builtin
+    from kinema.errors import KinemaInputError
+    from kinema.train.latents import LatentCache
+
+    cfg = load_config(TINY, output_dir=str(tiny_run))
+    cfg.dit.scene_loss_weight, cfg.dit.scene_loss_layer = 1.0, 1
+    real = builtin._records
+    monkeypatch.setattr(builtin, "_records", lambda c: [dataclasses.replace(r, scene=None) for r in real(c)])
+    with pytest.raises(KinemaInputError, match="no clip of the dataset has a 'scene'"):
+        builtin._scene_labels(cfg, LatentCache.load(tiny_run / "cache"))
+
+
 def test_scene_supervision_trains_the_scene_head(tiny_run, tmp_path):
     """With dit.scene_loss_weight > 0 the DiT gets a scene head, fed labels row for row with the cache."""
     from kinema.train.builtin import _scene_labels

@@ -165,7 +165,10 @@ def _scene_labels(cfg: TrainConfig, cache: Any) -> dict[str, Any]:
 
     _, ph, pw = cfg.dit.model.get("patch", DiTConfig.patch)
     stride = CausalVideoVAE.spatial_stride
-    return label_table(_records(cfg), cache.clip_ids, cfg.data.fps, (stride * ph, stride * pw), CausalVideoVAE.temporal_stride)
+    table = label_table(_records(cfg), cache.clip_ids, cfg.data.fps, (stride * ph, stride * pw), CausalVideoVAE.temporal_stride)
+    if all(bool((labels < 0).all()) for labels in table.values()):
+        raise KinemaInputError("dit.scene_loss_weight > 0, but no clip of the dataset has a 'scene' at its bucket's size and fps (only Shapes World data does); set it to 0")
+    return table
 
 
 def stage_dit(cfg: TrainConfig, paths: RunPaths, dist: DistInfo) -> dict[str, Any]:
