@@ -119,14 +119,15 @@ def test_scene_supervision_refuses_a_dataset_without_scenes(tiny_run, monkeypatc
 
 
 def test_scene_supervision_trains_the_scene_head(tiny_run, tmp_path):
-    """With dit.scene_loss_weight > 0 the DiT gets a scene head, fed labels row for row with the cache."""
+    """With dit.scene_loss_weight > 0 the DiT gets a scene head, fed labels row for row with the cache
+    (here with the object-weighted velocity loss too)."""
     from kinema.train.builtin import _scene_labels
     from kinema.train.dit_trainer import train_dit
     from kinema.train.latents import LatentCache
     from kinema.train.scene_labels import NUM_CLASSES
 
     cfg = load_config(TINY, output_dir=str(tiny_run))
-    cfg.dit.scene_loss_weight, cfg.dit.scene_loss_layer = 1.0, 1
+    cfg.dit.scene_loss_weight, cfg.dit.scene_loss_layer, cfg.dit.object_loss_weight = 1.0, 1, 3.0
     cache = LatentCache.load(tiny_run / "cache")
     labels = _scene_labels(cfg, cache)
     for key, latents in cache.latents.items():  # 32 x W px, 9 frames -> 3 latent frames of 2 x W/16 tokens

@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from kinema.models.dit import DiT, DiTConfig
-from kinema.train.scene_labels import GROUPS, IGNORE, NUM_CLASSES, clip_labels, latent_frame_groups, scene_loss, token_labels
+from kinema.diffusion.flow import flow_loss
+from kinema.train.scene_labels import GROUPS, IGNORE, NUM_CLASSES, clip_labels, latent_frame_groups, object_weights, scene_loss, token_labels
 from kinema.world.scene import CAMERAS, COLORS, MOTIONS, SHAPES, ClipSpec, ObjectSpec, Scene
 
 CLIP = ClipSpec(64, 64, 17, 8.0)
@@ -101,3 +102,18 @@ def test_the_dit_scene_head_reads_the_token_grid_without_changing_the_velocity()
         plain(x, t, text, mask, return_scene=True)
     with pytest.raises(ValueError, match="scene_layer"):
         DiTConfig(depth=2, scene_classes=NUM_CLASSES, scene_layer=3)
+
+
+def test_object_weights_cover_the_latent_cells_of_object_tokens():
+    labels = torch.as_tensor(token_labels(_scene(), CLIP, (16, 16)))[None]  # [1, 4, 5, 4, 4]
+    labels[0, :, 0, 0, 0] = IGNORE  # an unlabelled token counts as background
+    w = object_weights(labels, (1, 2, 2), 4.0)
+    assert w.shape == (1, 1, 5, 8, 8)
+    on = (labels[0, 0] > 0).repeat_interleave(2, 1).repeat_interleave(2, 2)
+    assert (w[0, 0][on] == 4.0).all() and (w[0, 0][~on] == 1.0).all() and on.any()
+
+
+def test_weighted_flow_loss_is_the_weighted_mean():
+    pred, target = torch.zeros(1, 1, 1, 1, 2), torch.tensor([1.0, 3.0]).view(1, 1, 1, 1, 2)
+    assert float(flow_loss(pred, target)) == 5.0
+    assert float(flow_loss(pred, target, torch.tensor([3.0, 1.0]).view(1, 1, 1, 1, 2))) == (3 * 1 + 9) / 4

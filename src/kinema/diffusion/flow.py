@@ -62,9 +62,13 @@ def velocity_target(x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     return noise - x0
 
 
-def flow_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean-squared error between predicted and true velocity."""
-    return torch.mean((pred.float() - target.float()) ** 2)
+def flow_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean-squared error between predicted and true velocity; with `weight` (broadcastable), the weighted mean."""
+    se = (pred.float() - target.float()) ** 2
+    if weight is None:
+        return se.mean()
+    w = weight.float().expand_as(se)
+    return (w * se).sum() / w.sum()
 
 
 def sampling_timesteps(steps: int, shift: float) -> torch.Tensor:

@@ -167,7 +167,9 @@ def _scene_labels(cfg: TrainConfig, cache: Any) -> dict[str, Any]:
     stride = CausalVideoVAE.spatial_stride
     table = label_table(_records(cfg), cache.clip_ids, cfg.data.fps, (stride * ph, stride * pw), CausalVideoVAE.temporal_stride)
     if all(bool((labels < 0).all()) for labels in table.values()):
-        raise KinemaInputError("dit.scene_loss_weight > 0, but no clip of the dataset has a 'scene' at its bucket's size and fps (only Shapes World data does); set it to 0")
+        raise KinemaInputError(
+            "dit.scene_loss_weight > 0 or dit.object_loss_weight != 1, but no clip of the dataset has a 'scene' at its bucket's size and fps (only Shapes World data does); turn them off"
+        )
     return table
 
 
@@ -182,7 +184,7 @@ def stage_dit(cfg: TrainConfig, paths: RunPaths, dist: DistInfo) -> dict[str, An
     text_dim = json.loads((paths.cache / "text" / "meta.json").read_text())["dim"]
     budget = _dit_budget(cfg, paths)
     _log(dist, f"dit: time budget {budget:.1f} min" if budget > 0 else "dit: no time budget")
-    labels = _scene_labels(cfg, cache) if cfg.dit.scene_loss_weight > 0 else None
+    labels = _scene_labels(cfg, cache) if cfg.dit.scene_loss_weight > 0 or cfg.dit.object_loss_weight != 1 else None
     res, ema_model, _ = train_dit(cfg, cache, text_dim, dist, paths.checkpoints("dit"), budget, labels)
     if dist.is_main:
         save_pretrained(ema_model, paths.dit_ema)

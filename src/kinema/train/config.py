@@ -104,6 +104,9 @@ class DiTStageConfig:
     # the camera move. Needs datasets with a `scene` per clip (Shapes World); 0 turns it off.
     scene_loss_weight: float = 0.0
     scene_loss_layer: int = 2
+    # Velocity-loss weight of the latent cells under a token that covers an object (1 = plain loss); from the
+    # same scene labels (kinema.train.scene_labels.object_weights), so it too needs Shapes World data.
+    object_loss_weight: float = 1.0
 
 
 @dataclass
@@ -232,6 +235,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise KinemaInputError(f"dit.camera_caption_free must be in [0, 1], got {cfg.dit.camera_caption_free}")
     if cfg.dit.scene_loss_weight < 0:
         raise KinemaInputError(f"dit.scene_loss_weight must be >= 0, got {cfg.dit.scene_loss_weight}")
+    if cfg.dit.object_loss_weight < 1:
+        raise KinemaInputError(f"dit.object_loss_weight must be >= 1, got {cfg.dit.object_loss_weight}")
     if cfg.dit.scene_loss_weight > 0:
         from kinema.models.dit import DiTConfig
 

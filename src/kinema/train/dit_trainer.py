@@ -29,7 +29,7 @@ from kinema.train.config import DiTStageConfig, TrainConfig
 from kinema.train.distributed import DistInfo, wrap_model
 from kinema.train.latents import LatentCache
 from kinema.train.loop import EMA, LoopSettings, make_optimizer, run_loop
-from kinema.train.scene_labels import NUM_CLASSES, scene_loss
+from kinema.train.scene_labels import NUM_CLASSES, object_weights, scene_loss
 from kinema.train.vae_trainer import autocast
 
 
@@ -132,23 +132,23 @@ def train_dit(
 ):
     """Train per `cfg.dit`; returns (LoopResult, EMA model) — the EMA weights are what ships.
 
-    With `dit.scene_loss_weight` > 0, `scene_labels` (kinema.train.scene_labels.label_table)
-    adds the scene loss; the loss the loop reports stays the velocity loss alone, so runs compare.
+    With `dit.scene_loss_weight` > 0 or `dit.object_loss_weight` != 1, `scene_labels`
+    (kinema.train.scene_labels.label_table) adds the scene loss and/or weights the velocity loss
+    on objects; the loss the loop reports stays the plain velocity loss, so runs compare.
     """
     d = cfg.dit
     torch.manual_seed(cfg.seed)
     latent_channels = cache.latent_mean.numel()
-    scene_fields = {}
-    if d.scene_loss_weight > 0:
-        if scene_labels is None:
-            raise KinemaInputError("dit.scene_loss_weight > 0 needs scene labels (a dataset whose clips carry a 'scene')")
-        scene_fields = {"scene_classes": NUM_CLASSES, "scene_layer": d.scene_loss_layer}
+    uses_labels = d.scene_loss_weight > 0 or d.object_loss_weight != 1
+    if uses_labels and scene_labels is None:
+        raise KinemaInputError("dit.scene_loss_weight > 0 or dit.object_loss_weight != 1 needs scene labels (a dataset whose clips carry a 'scene')")
+    scene_fields = {"scene_classes": NUM_CLASSES, "scene_layer": d.scene_loss_layer} if d.scene_loss_weight > 0 else {}
     model = build_dit({**d.model, **scene_fields}, latent_channels, text_dim)
     patch = tuple(model.config.patch)
     net = wrap_model(model, dist)
     optimizer = make_optimizer(model, d.lr, d.weight_decay)
     ema = EMA(model, d.ema_decay)
-    batches = DiTBatches(cache, cfg, dist, scene_labels if scene_fields else None)
+    batches = DiTBatches(cache, cfg, dist, scene_labels if uses_labels else None)
 
     def step_fn(step: int) -> tuple[float, int]:
         x0, text, mask, cond, camera, rng = batches(step)
@@ -160,12 +160,16 @@ def train_dit(
         model.train()
         labels = batches.scene_targets(step)
         with autocast(d.precision):
-            if labels is None:
-                pred = net(xt, t, text, mask, cond, camera)
-            else:
+            if scene_fields:
                 pred, logits = net(xt, t, text, mask, cond, camera, return_scene=True)
-        loss = flow_loss(pred, velocity_target(x0, noise))
-        total = loss if labels is None else loss + d.scene_loss_weight * scene_loss(logits, labels)
+            else:
+                pred = net(xt, t, text, mask, cond, camera)
+        target = velocity_target(x0, noise)
+        weights = None if d.object_loss_weight == 1 else object_weights(labels, patch, d.object_loss_weight)
+        total = flow_loss(pred, target, weights)
+        loss = total if weights is None else flow_loss(pred.detach(), target)
+        if scene_fields:
+            total = total + d.scene_loss_weight * scene_loss(logits, labels)
         total.backward()
         return float(loss.detach()), b
 
