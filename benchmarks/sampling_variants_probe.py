@@ -27,6 +27,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -57,6 +58,23 @@ def guided_variant(rescale: float, lo: float, hi: float):
     return velocity
 
 
+def score_variants(specs: list[str], configure: Callable[[str], tuple[int, float]], model: str | None, limit: int, json_path: Path) -> list[dict]:
+    """Score each spec on the first `limit` seen prompts; `configure(spec)` patches the engine and
+    returns (steps, guidance). Rows go to `json_path` after each spec, so a stopped run keeps its rows."""
+    suite = build_suite("seen")[:limit]
+    rows = []
+    for spec in specs:
+        steps, guidance = configure(spec)
+        start = time.perf_counter()
+        with torch.inference_mode():
+            result = evaluate(suite_generator(model, steps, guidance), suite, progress=False)
+        rows.append({"variant": spec, "overall": result["overall"], "accuracy": result["accuracy"], "s": round(time.perf_counter() - start, 1)})
+        print(spec, f"{result['overall']:.1%}", {k: round(v, 3) for k, v in result["accuracy"].items()}, flush=True)
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(rows, indent=1) + "\n")
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None, help="model directory (default: the built-in model)")
@@ -66,18 +84,12 @@ def main() -> None:
     parser.add_argument("--json", type=Path, required=True)
     args = parser.parse_args()
 
-    suite = build_suite("seen")[: args.limit]
-    rows = []
-    for spec in args.variants:
+    def configure(spec: str) -> tuple[int, float]:
         guidance, rescale, lo, hi = (float(s) for s in spec.split(":"))
         native.cfg_velocity = guided_variant(rescale, lo, hi)
-        start = time.perf_counter()
-        with torch.inference_mode():
-            result = evaluate(suite_generator(args.model, args.steps, guidance), suite, progress=False)
-        rows.append({"variant": spec, "overall": result["overall"], "accuracy": result["accuracy"], "s": round(time.perf_counter() - start, 1)})
-        print(spec, f"{result['overall']:.1%}", {k: round(v, 3) for k, v in result["accuracy"].items()}, flush=True)
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(rows, indent=1) + "\n")
+        return args.steps, guidance
+
+    score_variants(args.variants, configure, args.model, args.limit, args.json)
 
 
 if __name__ == "__main__":
