@@ -103,7 +103,7 @@ def test_clips_with_a_camera_signal_can_train_on_captions_without_the_camera(tin
         assert (int(out[i]) in own) if swapped else int(out[i]) == int(cap[i]), i
 
 
-def test_scene_supervision_refuses_a_dataset_without_scenes(tiny_run, monkeypatch):
+def test_scene_supervision_refuses_a_dataset_without_scenes_or_a_temporal_patch(tiny_run, monkeypatch):
     import dataclasses
 
     import kinema.train.builtin as builtin
@@ -115,6 +115,9 @@ def test_scene_supervision_refuses_a_dataset_without_scenes(tiny_run, monkeypatc
     real = builtin._records
     monkeypatch.setattr(builtin, "_records", lambda c: [dataclasses.replace(r, scene=None) for r in real(c)])
     with pytest.raises(KinemaInputError, match="no clip of the dataset has a 'scene'"):
+        builtin._scene_labels(cfg, LatentCache.load(tiny_run / "cache"))
+    cfg.dit.model = {**cfg.dit.model, "patch": [2, 2, 2]}
+    with pytest.raises(KinemaInputError, match="temporal patch to be 1, not 2"):
         builtin._scene_labels(cfg, LatentCache.load(tiny_run / "cache"))
 
 

@@ -107,7 +107,7 @@ def test_the_dit_scene_head_reads_the_token_grid_without_changing_the_velocity()
 def test_object_weights_cover_the_latent_cells_of_object_tokens():
     labels = torch.as_tensor(token_labels(_scene(), CLIP, (16, 16)))[None]  # [1, 4, 5, 4, 4]
     labels[0, :, 0, 0, 0] = IGNORE  # an unlabelled token counts as background
-    w = object_weights(labels, (1, 2, 2), 4.0)
+    w = object_weights(labels, (2, 2), 4.0)
     assert w.shape == (1, 1, 5, 8, 8)
     on = (labels[0, 0] > 0).repeat_interleave(2, 1).repeat_interleave(2, 2)
     assert (w[0, 0][on] == 4.0).all() and (w[0, 0][~on] == 1.0).all() and on.any()

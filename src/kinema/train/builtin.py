@@ -163,7 +163,9 @@ def _scene_labels(cfg: TrainConfig, cache: Any) -> dict[str, Any]:
     from kinema.models.vae import CausalVideoVAE
     from kinema.train.scene_labels import label_table
 
-    _, ph, pw = cfg.dit.model.get("patch", DiTConfig.patch)
+    pt, ph, pw = cfg.dit.model.get("patch", DiTConfig.patch)
+    if pt != 1:
+        raise KinemaInputError(f"scene labels are per latent frame: they need the DiT's temporal patch to be 1, not {pt}")
     stride = CausalVideoVAE.spatial_stride
     table = label_table(_records(cfg), cache.clip_ids, cfg.data.fps, (stride * ph, stride * pw), CausalVideoVAE.temporal_stride)
     if all(bool((labels < 0).all()) for labels in table.values()):

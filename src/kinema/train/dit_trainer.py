@@ -165,7 +165,7 @@ def train_dit(
             else:
                 pred = net(xt, t, text, mask, cond, camera)
         target = velocity_target(x0, noise)
-        weights = None if d.object_loss_weight == 1 else object_weights(labels, patch, d.object_loss_weight)
+        weights = None if d.object_loss_weight == 1 else object_weights(labels, patch[1:], d.object_loss_weight)
         total = flow_loss(pred, target, weights)
         loss = total if weights is None else flow_loss(pred.detach(), target)
         if scene_fields:
