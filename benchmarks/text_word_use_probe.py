@@ -56,8 +56,7 @@ def text_part() -> list[dict]:
 
 
 def dit_part(model: str | None, clips: int) -> dict:
-    from kinema.conditioning.camera import camera_tensor
-    from kinema.diffusion import flow
+    from train_vs_fresh_loss import clip_loss  # benchmarks/train_vs_fresh_loss.py
     from kinema.engine.pipeline import Pipeline, builtin_model_dir
     from kinema.world.render import render
     from kinema.world.sampling import sample_scene
@@ -85,16 +84,9 @@ def dit_part(model: str | None, clips: int) -> dict:
                 "empty": "",
             }
             z = backend._encode_pixels(render(scene, clip, i))[None]
-            cond = torch.zeros(1, z.shape[1] + 1, *z.shape[2:])
             for kind, caption in captions.items():
                 hidden, mask = enc.encode([caption])
-                total = 0.0
-                for t in (0.5, 0.8):
-                    noise = torch.randn(z.shape, generator=torch.Generator().manual_seed(1000 * i + int(t * 100)))
-                    tt = torch.tensor([t])
-                    v = dit(flow.add_noise(z, noise, tt), tt, hidden, mask, cond=cond, camera=camera_tensor([None]))
-                    total += float(flow.flow_loss(v, flow.velocity_target(z, noise)))
-                losses[kind].append(total / 2)
+                losses[kind].append(float(np.mean([clip_loss(dit, z, hidden, mask, t, i) for t in (0.5, 0.8)])))
     mean = {k: round(float(np.mean(v)), 4) for k, v in losses.items()}
     gap = mean["empty"] - mean["true"]
     result = {"clips": clips, "loss": mean, "share_of_empty_prompt_gap": {k: round((mean[k] - mean["true"]) / gap, 2) for k in ("motion", "color", "shape")}}

@@ -56,6 +56,20 @@ def fresh_clips(n: int, seed: int) -> list[tuple[np.ndarray, str]]:
     return out
 
 
+def clip_loss(dit, z: torch.Tensor, hidden: torch.Tensor, mask: torch.Tensor, t: float, clip_index: int) -> float:
+    """The DiT's velocity loss on latents z [1, C, T', h, w] at time t, with text only (no frames, no camera).
+
+    The noise is seeded from (clip_index, t), so every caption or model scored on
+    the same clip and t sees the same noise.
+    """
+    noise = torch.randn(z.shape, generator=torch.Generator().manual_seed(1000 * clip_index + int(t * 100)))
+    tt = torch.tensor([t])
+    cond = torch.zeros(1, z.shape[1] + 1, *z.shape[2:])
+    with torch.no_grad():
+        v = dit(flow.add_noise(z, noise, tt), tt, hidden, mask, cond=cond, camera=camera_tensor([None]))
+    return float(flow.flow_loss(v, flow.velocity_target(z, noise)))
+
+
 def losses(backend, clips: list[tuple[np.ndarray, str]]) -> dict[str, float]:
     dit, encoder = backend._dit, backend.text_encoder()
     per_t: dict[float, list[float]] = {t: [] for t in TIMESTEPS}
@@ -63,12 +77,8 @@ def losses(backend, clips: list[tuple[np.ndarray, str]]) -> dict[str, float]:
         for i, (frames, caption) in enumerate(clips):
             z = backend._encode_pixels(frames)[None]
             hidden, mask = encoder.encode([caption])
-            cond = torch.zeros(1, z.shape[1] + 1, *z.shape[2:])
             for t in TIMESTEPS:
-                noise = torch.randn(z.shape, generator=torch.Generator().manual_seed(1000 * i + int(t * 100)))
-                tt = torch.tensor([t])
-                v = dit(flow.add_noise(z, noise, tt), tt, hidden, mask, cond=cond, camera=camera_tensor([None]))
-                per_t[t].append(float(flow.flow_loss(v, flow.velocity_target(z, noise))))
+                per_t[t].append(clip_loss(dit, z, hidden, mask, t, i))
     return {f"t={t}": round(float(np.mean(v)), 4) for t, v in per_t.items()}
 
 

@@ -186,7 +186,7 @@ def stage_dit(cfg: TrainConfig, paths: RunPaths, dist: DistInfo) -> dict[str, An
     text_dim = json.loads((paths.cache / "text" / "meta.json").read_text())["dim"]
     budget = _dit_budget(cfg, paths)
     _log(dist, f"dit: time budget {budget:.1f} min" if budget > 0 else "dit: no time budget")
-    labels = _scene_labels(cfg, cache) if cfg.dit.scene_loss_weight > 0 or cfg.dit.object_loss_weight != 1 else None
+    labels = _scene_labels(cfg, cache) if cfg.dit.uses_scene_labels else None
     res, ema_model, _ = train_dit(cfg, cache, text_dim, dist, paths.checkpoints("dit"), budget, labels)
     if dist.is_main:
         save_pretrained(ema_model, paths.dit_ema)

@@ -108,6 +108,11 @@ class DiTStageConfig:
     # same scene labels (kinema.train.scene_labels.object_weights), so it too needs Shapes World data.
     object_loss_weight: float = 1.0
 
+    @property
+    def uses_scene_labels(self) -> bool:
+        """Whether training reads per-token scene labels (the scene loss or the object weighting is on)."""
+        return self.scene_loss_weight > 0 or self.object_loss_weight != 1
+
 
 @dataclass
 class ExportConfig:

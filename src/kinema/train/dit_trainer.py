@@ -139,8 +139,7 @@ def train_dit(
     d = cfg.dit
     torch.manual_seed(cfg.seed)
     latent_channels = cache.latent_mean.numel()
-    uses_labels = d.scene_loss_weight > 0 or d.object_loss_weight != 1
-    if uses_labels and scene_labels is None:
+    if d.uses_scene_labels and scene_labels is None:
         raise KinemaInputError("dit.scene_loss_weight > 0 or dit.object_loss_weight != 1 needs scene labels (a dataset whose clips carry a 'scene')")
     scene_fields = {"scene_classes": NUM_CLASSES, "scene_layer": d.scene_loss_layer} if d.scene_loss_weight > 0 else {}
     model = build_dit({**d.model, **scene_fields}, latent_channels, text_dim)
@@ -148,7 +147,7 @@ def train_dit(
     net = wrap_model(model, dist)
     optimizer = make_optimizer(model, d.lr, d.weight_decay)
     ema = EMA(model, d.ema_decay)
-    batches = DiTBatches(cache, cfg, dist, scene_labels if uses_labels else None)
+    batches = DiTBatches(cache, cfg, dist, scene_labels if d.uses_scene_labels else None)
 
     def step_fn(step: int) -> tuple[float, int]:
         x0, text, mask, cond, camera, rng = batches(step)
