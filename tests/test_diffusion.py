@@ -148,3 +148,15 @@ def test_a_uniform_share_trains_the_noisy_end() -> None:
     assert share_above(uniform) == pytest.approx(0.1, abs=0.003)
     assert share_above(mixed) == pytest.approx(0.75 * 0.014 + 0.25 * 0.1, abs=0.003)
     assert float(mixed.min()) > 0.0 and float(mixed.max()) < 1.0
+
+
+def test_temporal_difference_loss_ignores_errors_that_stay_the_same() -> None:
+    target = torch.randn(2, 3, 4, 2, 2)
+    steady = target + torch.randn(2, 3, 1, 2, 2)  # one error shared by every frame
+    assert float(flow.temporal_difference_loss(steady, target)) < 1e-10
+    assert float(flow.flow_loss(steady, target)) > 0.1
+    moving = target.clone()
+    moving[:, :, 2:] += 1.0  # the error changes once, between frames 1 and 2: 1 of 3 differences is 1
+    assert float(flow.temporal_difference_loss(moving, target)) == pytest.approx(1 / 3)
+    with pytest.raises(ValueError, match="T >= 2"):
+        flow.temporal_difference_loss(target[:, :, :1], target[:, :, :1])

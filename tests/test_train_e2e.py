@@ -262,3 +262,22 @@ def test_ddp_two_processes_end_with_identical_weights(tiny_run, tmp_path):
         assert torch.equal(r0["ema"][k], r1["ema"][k]), k
         changed |= not torch.equal(r0["model"][k], init[k])
     assert changed
+
+
+def test_temporal_loss_changes_the_update(tiny_run, tmp_path):
+    """dit.temporal_loss_weight adds a term to what is minimised: the same batches give different weights."""
+    from kinema.train.dit_trainer import train_dit
+    from kinema.train.latents import LatentCache
+
+    cache = LatentCache.load(tiny_run / "cache")
+    runs = {}
+    for weight in (0.0, 2.0):
+        cfg = load_config(TINY, output_dir=str(tiny_run))
+        cfg.dit.temporal_loss_weight = weight
+        result, _, model = train_dit(cfg, cache, 384, DistInfo(), tmp_path / f"ckpt{weight}")
+        runs[weight] = (result, model)
+    (plain, plain_model), (temporal, temporal_model) = runs[0.0], runs[2.0]
+    assert plain.steps == temporal.steps == 3
+    first = [p for p in plain_model.parameters() if p.requires_grad]
+    second = [p for p in temporal_model.parameters() if p.requires_grad]
+    assert any(not torch.equal(a, b) for a, b in zip(first, second))

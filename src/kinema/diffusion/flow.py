@@ -71,6 +71,23 @@ def flow_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | N
     return (w * se).sum() / w.sum()
 
 
+def temporal_difference_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean-squared error of the velocity error's change from one latent frame to the next ([B, C, T, H, W]).
+
+    Why: an error that is the same in every frame (a misplaced or miscoloured
+    object) cancels here, while getting the motion wrong (an object that stays
+    put, or pulses, where it should move) does not; added to `flow_loss`, it
+    weights what changes over time above what does not, which the plain loss
+    spends little gradient on. Since the velocity error is the clean-latent
+    error divided by t, this is the same as asking for the right frame-to-frame
+    change of the predicted clean video.
+    """
+    if pred.ndim != 5 or pred.shape[2] < 2:
+        raise ValueError(f"temporal_difference_loss needs [B, C, T, H, W] with T >= 2, got {tuple(pred.shape)}")
+    err = pred.float() - target.float()
+    return ((err[:, :, 1:] - err[:, :, :-1]) ** 2).mean()
+
+
 def sampling_timesteps(steps: int, shift: float) -> torch.Tensor:
     """`steps + 1` decreasing times from 1 to 0, shifted like training."""
     if steps < 1:

@@ -107,6 +107,9 @@ class DiTStageConfig:
     # Velocity-loss weight of the latent cells under a token that covers an object (1 = plain loss); from the
     # same scene labels (kinema.train.scene_labels.object_weights), so it too needs Shapes World data.
     object_loss_weight: float = 1.0
+    # Weight of the loss on the velocity error's change between latent frames
+    # (kinema.diffusion.flow.temporal_difference_loss): puts motion above what stays the same; 0 turns it off.
+    temporal_loss_weight: float = 0.0
 
     @property
     def uses_scene_labels(self) -> bool:
@@ -242,6 +245,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise KinemaInputError(f"dit.scene_loss_weight must be >= 0, got {cfg.dit.scene_loss_weight}")
     if cfg.dit.object_loss_weight < 1:
         raise KinemaInputError(f"dit.object_loss_weight must be >= 1, got {cfg.dit.object_loss_weight}")
+    if cfg.dit.temporal_loss_weight < 0:
+        raise KinemaInputError(f"dit.temporal_loss_weight must be >= 0, got {cfg.dit.temporal_loss_weight}")
     if cfg.dit.scene_loss_weight > 0:
         from kinema.models.dit import DiTConfig
 

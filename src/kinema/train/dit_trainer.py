@@ -21,7 +21,7 @@ import torch
 
 from kinema.conditioning.camera import CAMERA_DIM
 from kinema.conditioning.tasks import FrameLatents, build_cond, sample_tasks
-from kinema.diffusion.flow import add_noise, apply_shift, flow_loss, sample_training_t, shift_for_tokens, velocity_target
+from kinema.diffusion.flow import add_noise, apply_shift, flow_loss, sample_training_t, shift_for_tokens, temporal_difference_loss, velocity_target
 from kinema.errors import KinemaInputError
 from kinema.models.io import config_from_dict
 from kinema.train.buckets import BucketSampler
@@ -134,7 +134,8 @@ def train_dit(
 
     With `dit.scene_loss_weight` > 0 or `dit.object_loss_weight` != 1, `scene_labels`
     (kinema.train.scene_labels.label_table) adds the scene loss and/or weights the velocity loss
-    on objects; the loss the loop reports stays the plain velocity loss, so runs compare.
+    on objects; `dit.temporal_loss_weight` > 0 adds the loss on the velocity error's change between
+    latent frames. The loss the loop reports stays the plain velocity loss, so runs compare.
     """
     d = cfg.dit
     torch.manual_seed(cfg.seed)
@@ -166,9 +167,11 @@ def train_dit(
         target = velocity_target(x0, noise)
         weights = None if d.object_loss_weight == 1 else object_weights(labels, patch[1:], d.object_loss_weight)
         total = flow_loss(pred, target, weights)
-        loss = total if weights is None else flow_loss(pred.detach(), target)
+        loss = total.detach() if weights is None else flow_loss(pred.detach(), target)
         if scene_fields:
             total = total + d.scene_loss_weight * scene_loss(logits, labels)
+        if d.temporal_loss_weight > 0:
+            total = total + d.temporal_loss_weight * temporal_difference_loss(pred, target)
         total.backward()
         return float(loss.detach()), b
 
