@@ -103,9 +103,10 @@ def test_zero_init_camera_is_a_no_op_until_trained() -> None:
         assert not torch.allclose(m(x, tt, text, mask, camera=camera), plain, atol=1e-4)
 
 
-def test_text_padding_is_ignored_but_text_matters() -> None:
+@pytest.mark.parametrize("text_layers", [0, 2])
+def test_text_padding_is_ignored_but_text_matters(text_layers: int) -> None:
     torch.manual_seed(0)
-    m = _pretend_trained(DiT(DiTConfig(**SMALL)))
+    m = _pretend_trained(DiT(DiTConfig(**SMALL, text_layers=text_layers)))
     x, tt, text, mask = _inputs(2, 2, 4, 4, 5, 32)
     padded = torch.cat([text, 50 * torch.randn(2, 4, 32)], dim=1)
     padded_mask = torch.cat([mask, torch.zeros(2, 4, dtype=torch.bool)], dim=1)
@@ -144,8 +145,9 @@ def test_rope_depends_only_on_relative_position() -> None:
         assert score((2, 2, 2), moved) != pytest.approx(base, abs=1e-4)
 
 
-def test_flops_match_a_counter() -> None:
-    m = DiT(DiTConfig(**SMALL, camera_dim=4))
+@pytest.mark.parametrize("text_layers", [0, 1])
+def test_flops_match_a_counter(text_layers: int) -> None:
+    m = DiT(DiTConfig(**SMALL, camera_dim=4, text_layers=text_layers))
     b, t, h, w, text_len = 2, 3, 6, 10, 7
     x, tt, text, mask = _inputs(b, t, h, w, text_len, 32)
     cond = torch.randn(b, 17, t, h, w)
@@ -163,14 +165,20 @@ def test_param_count() -> None:
 
 def test_save_fp16_load_roundtrip(tmp_path) -> None:
     torch.manual_seed(0)
-    m = _pretend_trained(DiT(DiTConfig(**SMALL, patch=(1, 2, 2), camera_dim=3)))
+    m = _pretend_trained(DiT(DiTConfig(**SMALL, patch=(1, 2, 2), camera_dim=3, text_layers=1)))
     save_pretrained(m, tmp_path / "dit", dtype=torch.float16)
     loaded = load_pretrained(tmp_path / "dit")
     assert isinstance(loaded, DiT)
-    assert loaded.config == m.config and loaded.config.patch == (1, 2, 2)
+    assert loaded.config == m.config and loaded.config.patch == (1, 2, 2) and loaded.text_refiner is not None
     for (k, a), (k2, b) in zip(m.state_dict().items(), loaded.state_dict().items()):
         assert k == k2
         torch.testing.assert_close(b, a.half().float(), atol=0, rtol=0)
     x, tt, text, mask = _inputs(1, 2, 4, 4, 3, 32)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x, tt, text, mask), m(x, tt, text, mask), atol=5e-2, rtol=5e-2)
+
+
+def test_text_refiner_is_optional_and_refused_below_zero() -> None:
+    assert DiT(DiTConfig(**SMALL)).text_refiner is None
+    with pytest.raises(ValueError, match="text_layers must be >= 0"):
+        DiTConfig(**SMALL, text_layers=-1)

@@ -42,6 +42,9 @@ class DiTConfig:
     # Training-only scene head (kinema.train.scene_labels): logits per token read after `scene_layer` blocks.
     scene_classes: int = 0
     scene_layer: int = 2
+    # Trainable transformer layers over the (frozen encoder's) text tokens before any block reads them,
+    # as HunyuanVideo's token refiner: room to pull apart words a frozen encoder keeps close. 0 = none.
+    text_layers: int = 0
 
     def __post_init__(self) -> None:
         if self.cond_channels is None:
@@ -52,6 +55,8 @@ class DiTConfig:
             raise ValueError("head dim must be a multiple of 8 (split into t/h/w rotary pairs)")
         if self.scene_classes and not 1 <= self.scene_layer <= self.depth:
             raise ValueError(f"scene_layer must be between 1 and depth {self.depth}")
+        if self.text_layers < 0:
+            raise ValueError(f"text_layers must be >= 0, got {self.text_layers}")
 
 
 # --- positions ------------------------------------------------------------------
@@ -153,6 +158,37 @@ class CrossAttention(nn.Module):
         return self.out(y.transpose(1, 2).reshape(b, n, d))
 
 
+class TextRefiner(nn.Module):
+    """Pre-norm self-attention + MLP layers over the text tokens, padding masked out.
+
+    Why: a frozen sentence encoder keeps words that change a video a lot
+    ("left" / "right") close together; the DiT's own linear projections can
+    only rescale that difference, these layers can also mix it with context.
+    """
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float, layers: int):
+        super().__init__()
+        self.layers = nn.ModuleList(
+            nn.ModuleDict(
+                {
+                    "norm1": nn.LayerNorm(dim, eps=1e-6),
+                    "attn": CrossAttention(dim, heads),
+                    "norm2": nn.LayerNorm(dim, eps=1e-6),
+                    "mlp": Mlp(dim, int(dim * mlp_ratio)),
+                }
+            )
+            for _ in range(layers)
+        )
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """x [B, L, D], mask [B, L] bool (True = a real token)."""
+        for layer in self.layers:
+            h = layer["norm1"](x)
+            x = x + layer["attn"](h, h, mask)
+            x = x + layer["mlp"](layer["norm2"](x))
+        return x
+
+
 class Mlp(nn.Module):
     def __init__(self, dim: int, hidden: int):
         super().__init__()
@@ -212,6 +248,7 @@ class DiT(nn.Module):
         self.t_embed = nn.Sequential(nn.Linear(256, d), nn.SiLU(), nn.Linear(d, d))
         self.pool_embed = nn.Sequential(nn.Linear(cfg.text_dim, d), nn.SiLU(), nn.Linear(d, d))
         self.text_embed = nn.Sequential(nn.LayerNorm(cfg.text_dim), nn.Linear(cfg.text_dim, d))
+        self.text_refiner = TextRefiner(d, cfg.heads, cfg.mlp_ratio, cfg.text_layers) if cfg.text_layers > 0 else None
         # Always-visible key: lets attention "look at nothing" and keeps an all-padding prompt well defined.
         self.null_token = nn.Parameter(torch.zeros(1, 1, d))
         self.camera_embed = nn.Sequential(nn.Linear(cfg.camera_dim, d), nn.SiLU(), nn.Linear(d, d)) if cfg.camera_dim > 0 else None
@@ -298,6 +335,8 @@ class DiT(nn.Module):
         b = x.shape[0]
         ctx = torch.cat([self.null_token.expand(b, -1, -1), self.text_embed(text)], dim=1)
         ctx_mask = torch.cat([mask.new_ones(b, 1), mask], dim=1)
+        if self.text_refiner is not None:
+            ctx = self.text_refiner(ctx, ctx_mask)
         cos, sin = rope_3d(grid, cfg.hidden // cfg.heads, cfg.rope_theta, x.device)
         rope = (cos.to(x.dtype), sin.to(x.dtype))
 
@@ -334,6 +373,7 @@ class DiT(nn.Module):
         if self.camera_embed is not None:
             f += 2 * (cfg.camera_dim * d + d * d)
         f += 2 * text_len * cfg.text_dim * d  # text projection
+        f += cfg.text_layers * (2 * l_ctx * d * 4 * d + 4 * l_ctx * l_ctx * d + 2 * l_ctx * d * int(d * cfg.mlp_ratio) * 2)  # refiner
         per_block = (
             2 * n * d * 3 * d + 4 * n * n * d + 2 * n * d * d  # self-attention: qkv, QK^T + AV, out
             + 2 * n * d * d + 2 * l_ctx * d * 2 * d + 4 * n * l_ctx * d + 2 * n * d * d  # cross-attention
