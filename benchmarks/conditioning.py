@@ -199,12 +199,13 @@ def main() -> None:
     parser.add_argument("--long-seconds", type=float, default=60.0)
     parser.add_argument("--long-fps", type=float, default=30.0)
     parser.add_argument("--rss", default="10,120", help="durations (s) whose peak RSS to compare; empty to skip")
+    parser.add_argument("--size", type=int, default=64, help="side of the square held-out clips used (the model's default size)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
 
     pipe = Pipeline.from_model(args.model)
     pipe.load()
-    items = [it for it in build_suite("heldout") if it.clip.height == it.clip.width == 64][: args.items]
+    items = [it for it in build_suite("heldout", size=args.size) if it.clip.height == it.clip.width == args.size][: args.items]
     parts = args.parts.split(",")
     out: dict = {"model": args.model or "builtin", "torch_threads": torch.get_num_threads()}
     runners = {

@@ -26,10 +26,12 @@ def main() -> None:
     parser.add_argument("--guidance", type=float, nargs="+", default=[3.0, 4.0, 6.0, 8.0])
     parser.add_argument("--steps", type=int, nargs="+", default=[20])
     parser.add_argument("--limit", type=int, default=None, help="first N seen prompts only")
+    parser.add_argument("--size", type=int, default=64, help="the suite's base resolution (a model trained at 128 px: 128)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
-    suite = build_suite("seen")[: args.limit] if args.limit else build_suite("seen")
+    suite = build_suite("seen", size=args.size)
+    suite = suite[: args.limit] if args.limit else suite
     rows = []
     for steps in args.steps:
         for guidance in args.guidance:
@@ -42,7 +44,7 @@ def main() -> None:
     print(f"best on seen: steps {best['steps']} guidance {best['guidance']} ({best['overall']:.1%})")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"suite": "seen", "items": len(suite), "rows": rows, "best": best}, indent=2) + "\n")
+        args.json.write_text(json.dumps({"suite": "seen", "size": args.size, "items": len(suite), "rows": rows, "best": best}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

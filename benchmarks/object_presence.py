@@ -36,10 +36,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None, help="model directory (default: the built-in model)")
     parser.add_argument("--suite", default="heldout", choices=["seen", "heldout"])
+    parser.add_argument("--size", type=int, default=64, help="side of the square held-out clips used (the model's default size)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     pipe = Pipeline.from_pretrained(args.model or builtin_model_dir())
-    items = [it for it in build_suite(args.suite) if it.clip.height == it.clip.width == 64]
+    items = [it for it in build_suite(args.suite, size=args.size) if it.clip.height == it.clip.width == args.size]
     vae = load_pretrained(Path(args.model or builtin_model_dir()) / "vae").eval()
     generated, truth, through_vae = [], [], []
     for it in items:
