@@ -247,7 +247,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise KinemaInputError(f"dit.object_loss_weight must be >= 1, got {cfg.dit.object_loss_weight}")
     if cfg.dit.temporal_loss_weight < 0:
         raise KinemaInputError(f"dit.temporal_loss_weight must be >= 0, got {cfg.dit.temporal_loss_weight}")
-    if cfg.dit.temporal_loss_weight > 0 and min(cfg.data.frame_counts) < 5:
+    if cfg.dit.temporal_loss_weight > 0 and any(n < 5 for n in cfg.data.frame_counts):
         raise KinemaInputError(f"dit.temporal_loss_weight needs clips of at least 2 latent frames (frame_counts >= 5), got {min(cfg.data.frame_counts)}")
     if cfg.dit.scene_loss_weight > 0:
         from kinema.models.dit import DiTConfig
