@@ -160,3 +160,17 @@ def test_temporal_difference_loss_ignores_errors_that_stay_the_same() -> None:
     assert float(flow.temporal_difference_loss(moving, target)) == pytest.approx(1 / 3)
     with pytest.raises(ValueError, match="T >= 2"):
         flow.temporal_difference_loss(target[:, :, :1], target[:, :, :1])
+
+
+def test_frame_correlated_noise_shares_a_part_across_frames_and_zero_is_plain_randn() -> None:
+    shape = (4, 3, 5, 8, 8)
+    plain = flow.frame_correlated_noise(shape, torch.Generator().manual_seed(1), 0.0)
+    torch.testing.assert_close(plain, torch.randn(shape, generator=torch.Generator().manual_seed(1)), atol=0, rtol=0)
+    noise = flow.frame_correlated_noise((64, 8, 5, 16, 16), torch.Generator().manual_seed(2), 0.5)
+    assert float(noise.std()) == pytest.approx(1.0, abs=0.02)
+    a, b = noise[:, :, 0].flatten(), noise[:, :, 3].flatten()
+    assert float(torch.corrcoef(torch.stack([a, b]))[0, 1]) == pytest.approx(0.5, abs=0.03)
+    with pytest.raises(ValueError, match=r"in \[0, 1\)"):
+        flow.frame_correlated_noise(shape, None, 1.0)
+    with pytest.raises(ValueError, match="B, C, T, H, W"):
+        flow.frame_correlated_noise((2, 3), None, 0.5)

@@ -151,3 +151,20 @@ def test_pipeline_json_refuses_unknown_keys(tmp_path: Path) -> None:
     cfg = NativeConfig.from_dict({"shift": {"max_shift": 2.0}})
     cfg.save(tmp_path)
     assert NativeConfig.load(tmp_path) == cfg and cfg.shift.max_shift == 2.0
+
+
+def test_frame_correlated_noise_is_read_from_pipeline_json_and_changes_the_video(model_dir: Path, tmp_path: Path) -> None:
+    """A model trained on frame-correlated noise samples from it: pipeline.json carries the correlation."""
+    import shutil
+
+    correlated = tmp_path / "correlated"
+    shutil.copytree(model_dir, correlated)
+    cfg = NativeConfig.load(correlated)
+    cfg.noise_frame_correlation = 0.5
+    cfg.save(correlated)
+    request = dict(prompt="a red ball", seed=3, steps=2)
+    plain = Pipeline.from_pretrained(model_dir).generate(**request).frames
+    mixed = Pipeline.from_pretrained(correlated).generate(**request).frames
+    assert plain.shape == mixed.shape and not np.array_equal(plain, mixed)
+    with pytest.raises(ValueError, match="noise_frame_correlation"):
+        NativeConfig.from_dict({"noise_frame_correlation": 1.0})

@@ -182,3 +182,40 @@ def test_text_refiner_is_optional_and_refused_below_zero() -> None:
     assert DiT(DiTConfig(**SMALL)).text_refiner is None
     with pytest.raises(ValueError, match="text_layers must be >= 0"):
         DiTConfig(**SMALL, text_layers=-1)
+
+
+def test_conv_head_output_starts_at_zero_and_mixes_neighbouring_tokens() -> None:
+    x, tt, text, mask = _inputs(1, 2, 8, 8, 3, 32)
+    moved = x.clone()
+    moved[:, :, :, :2, :2] += 1.0  # the top-left token's input
+
+    def change(head_channels: int) -> torch.Tensor:
+        torch.manual_seed(0)
+        m = _pretend_trained(DiT(DiTConfig(**SMALL, patch=(1, 2, 2), head_channels=head_channels)))
+        # Zero every block's residual so that tokens do not mix in attention: only the head can mix them.
+        for b in m.blocks:
+            torch.nn.init.zeros_(b.ada[-1].weight)
+            torch.nn.init.zeros_(b.ada[-1].bias)
+        with torch.no_grad():
+            return (m(moved, tt, text, mask) - m(x, tt, text, mask)).abs()
+
+    # The linear head writes each token's 2x2 cells from that token alone; two 3x3x3 convolutions reach
+    # two cells further, into the neighbouring tokens, and no further.
+    assert change(0)[..., 2, 2].max().item() == 0
+    with_head = change(4)
+    assert with_head[..., 2, 2].max().item() > 0 and with_head[..., 3, 3].max().item() > 0
+    assert with_head[..., 4, 4].max().item() == 0
+    with torch.no_grad():
+        assert DiT(DiTConfig(**SMALL, head_channels=4)).eval()(x, tt, text, mask).abs().max().item() == 0.0
+    assert DiT(DiTConfig(**SMALL)).head is None
+    with pytest.raises(ValueError, match="head_channels must be >= 0"):
+        DiTConfig(**SMALL, head_channels=-1)
+
+
+def test_conv_head_flops_match_a_counter_and_it_saves() -> None:
+    m = DiT(DiTConfig(**SMALL, head_channels=6))
+    b, t, h, w, text_len = 1, 3, 6, 10, 5
+    x, tt, text, mask = _inputs(b, t, h, w, text_len, 32)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        m(x, tt, text, mask)
+    assert m.flops_per_sample(t, h, w, text_len) == pytest.approx(counter.get_total_flops() / b, rel=1e-9)

@@ -63,6 +63,7 @@ def _write(tmp_path, text):
         ("[dit]\nobject_loss_weight = 0.5\n", "object_loss_weight must be >= 1"),
         ("[dit]\ntemporal_loss_weight = -1\n", "temporal_loss_weight must be >= 0"),
         ("[data]\nframe_counts = [1, 17]\n[dit]\ntemporal_loss_weight = 1\n", "at least 2 latent frames"),
+        ("[dit]\nnoise_frame_correlation = 1.0\n", "noise_frame_correlation must be in"),
         ("[dit]\nscene_loss_weight = 0.5\nscene_loss_layer = 9\n", "scene_loss_layer must be between 1 and the DiT's depth 8"),
         ("cache_max_clips_per_bucket = -1\n", "cache_max_clips_per_bucket"),
     ],

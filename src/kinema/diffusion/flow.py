@@ -53,6 +53,28 @@ def apply_shift(t: torch.Tensor, shift: float) -> torch.Tensor:
     return shift * t / (1.0 + (shift - 1.0) * t)
 
 
+def frame_correlated_noise(shape: tuple[int, ...], generator: torch.Generator | None = None, correlation: float = 0.0) -> torch.Tensor:
+    """Standard normal noise [B, C, T, H, W] whose latent frames share a part: corr(frame i, frame j) = `correlation`.
+
+    Why: PYoCo's mixed noise prior (Ge et al. 2023). Independent noise per frame
+    hides what stays the same across frames as much as what changes; a shared part
+    lets the model keep one object one object from the first, noisiest steps and
+    spend its capacity on how frames differ. Every entry stays N(0, 1), so a flow
+    trained and sampled with the same `correlation` is still an exact flow; 0 gives
+    exactly `torch.randn(shape, generator=generator)`.
+    """
+    if not 0.0 <= correlation < 1.0:
+        raise ValueError(f"frame noise correlation must be in [0, 1), got {correlation}")
+    independent = torch.randn(shape, generator=generator)
+    if correlation == 0.0:
+        return independent
+    if len(shape) != 5:
+        raise ValueError(f"frame-correlated noise needs a [B, C, T, H, W] shape, got {tuple(shape)}")
+    b, c, _, h, w = shape
+    shared = torch.randn((b, c, 1, h, w), generator=generator)
+    return math.sqrt(correlation) * shared + math.sqrt(1.0 - correlation) * independent
+
+
 def add_noise(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     tb = t.view(-1, *([1] * (x0.ndim - 1)))
     return (1.0 - tb) * x0 + tb * noise

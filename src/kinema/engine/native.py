@@ -65,6 +65,7 @@ class NativeConfig:
     guidance: float = 4.0
     sampler: str = "dpmpp-2m"
     shift: ShiftConfig = field(default_factory=ShiftConfig)
+    noise_frame_correlation: float = 0.0  # the training noise's correlation between latent frames (flow.frame_correlated_noise)
     vae_chunk_frames: int = 2  # latent frames per VAE decode chunk: bounds memory for long clips
     # What the model was trained to do (engine.backend.TASKS); interpolation needs no training.
     tasks: list[str] = field(default_factory=lambda: ["text-to-video", "interpolation"])
@@ -93,6 +94,8 @@ class NativeConfig:
         unknown_tasks = set(cfg.tasks) - set(TASKS)
         if unknown_tasks or "text-to-video" not in cfg.tasks:
             raise ValueError(f"{PIPELINE_FILE}: tasks must include text-to-video and only {list(TASKS)}, got {cfg.tasks}")
+        if not 0 <= cfg.noise_frame_correlation < 1:
+            raise ValueError(f"{PIPELINE_FILE}: noise_frame_correlation must be in [0, 1), got {cfg.noise_frame_correlation}")
         if cfg.window_frames < 9 or (cfg.window_frames - 1) % 4:
             raise ValueError(f"{PIPELINE_FILE}: window_frames must be 1 + 4k and at least 9, got {cfg.window_frames}")
         return cfg
@@ -378,7 +381,7 @@ class NativeBackend:
                 if frame == 0:  # the causal VAE encodes frame 0 alone: this is its exact latent
                     pinned[0] = z
         # Noise comes from a CPU generator whatever the device, so a seed means the same video everywhere.
-        x = torch.randn(shape, generator=generator, dtype=torch.float32).to(self.device, self.dtype)
+        x = flow.frame_correlated_noise(shape, generator, self.config.noise_frame_correlation).to(self.device, self.dtype)
         timesteps = flow.sampling_timesteps(resolved.steps, self.sampling_shift(t_lat, h, w)).to(self.device, self.dtype)
         extra: dict[str, torch.Tensor] = {"cond": cond}
         if self._dit.config.camera_dim > 0:

@@ -45,6 +45,10 @@ class DiTConfig:
     # Trainable transformer layers over the (frozen encoder's) text tokens before any block reads them,
     # as HunyuanVideo's token refiner: room to pull apart words a frozen encoder keeps close. 0 = none.
     text_layers: int = 0
+    # Features per latent cell that a small 3x3x3 convolutional head turns into the velocity (U-ViT's final
+    # conv): neighbouring cells, within and across tokens, agree, where a linear head writes each token's
+    # cells on its own (with large patches, objects break into fragments). 0 = the linear head.
+    head_channels: int = 0
 
     def __post_init__(self) -> None:
         if self.cond_channels is None:
@@ -57,6 +61,8 @@ class DiTConfig:
             raise ValueError(f"scene_layer must be between 1 and depth {self.depth}")
         if self.text_layers < 0:
             raise ValueError(f"text_layers must be >= 0, got {self.text_layers}")
+        if self.head_channels < 0:
+            raise ValueError(f"head_channels must be >= 0, got {self.head_channels}")
 
 
 # --- positions ------------------------------------------------------------------
@@ -220,6 +226,18 @@ class DiTBlock(nn.Module):
         return x
 
 
+class ConvHead(nn.Module):
+    """Per-cell features [B, F, T, H, W] -> velocity [B, C, T, H, W] through two 3x3x3 convolutions."""
+
+    def __init__(self, features: int, out_channels: int):
+        super().__init__()
+        self.conv1 = nn.Conv3d(features, features, 3, padding=1)
+        self.conv2 = nn.Conv3d(features, out_channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv2(F.silu(self.conv1(x)))
+
+
 class FinalLayer(nn.Module):
     def __init__(self, dim: int, out_dim: int):
         super().__init__()
@@ -253,7 +271,9 @@ class DiT(nn.Module):
         self.null_token = nn.Parameter(torch.zeros(1, 1, d))
         self.camera_embed = nn.Sequential(nn.Linear(cfg.camera_dim, d), nn.SiLU(), nn.Linear(d, d)) if cfg.camera_dim > 0 else None
         self.blocks = nn.ModuleList(DiTBlock(d, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.depth))
-        self.final = FinalLayer(d, cfg.latent_channels * self.patch_volume)
+        head_in = cfg.head_channels or cfg.latent_channels
+        self.final = FinalLayer(d, head_in * self.patch_volume)
+        self.head = ConvHead(cfg.head_channels, cfg.latent_channels) if cfg.head_channels > 0 else None
         # Read only by the trainer's scene loss; sampling never runs it.
         self.scene_head = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, cfg.scene_classes)) if cfg.scene_classes > 0 else None
         self._init_weights()
@@ -269,7 +289,9 @@ class DiT(nn.Module):
             if isinstance(m, nn.Linear):
                 nn.init.normal_(m.weight, std=0.02)
         nn.init.normal_(self.null_token, std=0.02)
-        zero = [self.cond_embed, self.final.ada[-1], self.final.linear] + [b.ada[-1] for b in self.blocks]
+        # adaLN-zero: the model starts as "predict zero velocity"; with a conv head, its last conv starts at zero.
+        zero = [self.cond_embed, self.final.ada[-1]] + [b.ada[-1] for b in self.blocks]
+        zero.append(self.final.linear if self.head is None else self.head.conv2)
         if self.camera_embed is not None:
             zero.append(self.camera_embed[-1])
         for m in zero:
@@ -348,6 +370,8 @@ class DiT(nn.Module):
                     raise ValueError("this DiT has no scene head (scene_classes = 0)")
                 scene = self.scene_head(tokens).transpose(1, 2).reshape(b, -1, *grid)
         velocity = self.unpatchify(self.final(tokens, c), grid)
+        if self.head is not None:
+            velocity = self.head(velocity)
         return (velocity, scene) if return_scene else velocity
 
     # -- accounting ------------------------------------------------------------------------
@@ -381,5 +405,9 @@ class DiT(nn.Module):
             + 2 * d * 9 * d  # adaLN
         )
         f += cfg.depth * per_block
-        f += 2 * d * 2 * d + 2 * n * d * cfg.latent_channels * self.patch_volume  # final layer
+        head_in = cfg.head_channels or cfg.latent_channels
+        f += 2 * d * 2 * d + 2 * n * d * head_in * self.patch_volume  # final layer
+        if cfg.head_channels:
+            cells = n * self.patch_volume
+            f += 2 * cells * 27 * head_in * (head_in + cfg.latent_channels)  # conv head
         return float(f)

@@ -220,6 +220,7 @@ def stage_export(cfg: TrainConfig, paths: RunPaths) -> dict[str, Any]:
         guidance=e.guidance,
         sampler=e.sampler,
         shift=ShiftConfig(d.shift_base_tokens, d.shift_base_shift, d.shift_max_tokens, d.shift_max_shift),
+        noise_frame_correlation=d.noise_frame_correlation,
         tasks=capabilities_for(d.tasks, camera=dit.config.camera_dim > 0),
         window_frames=e.window_frames,
         max_total_seconds=e.max_total_seconds,

@@ -110,6 +110,9 @@ class DiTStageConfig:
     # Weight of the loss on the velocity error's change between latent frames
     # (kinema.diffusion.flow.temporal_difference_loss): puts motion above what stays the same; 0 turns it off.
     temporal_loss_weight: float = 0.0
+    # Correlation between the training noise of any two latent frames (kinema.diffusion.flow.frame_correlated_noise,
+    # PYoCo's mixed noise); exported to pipeline.json so sampling starts from the same noise. 0 = independent.
+    noise_frame_correlation: float = 0.0
 
     @property
     def uses_scene_labels(self) -> bool:
@@ -249,6 +252,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise KinemaInputError(f"dit.temporal_loss_weight must be >= 0, got {cfg.dit.temporal_loss_weight}")
     if cfg.dit.temporal_loss_weight > 0 and any(n < 5 for n in cfg.data.frame_counts):
         raise KinemaInputError(f"dit.temporal_loss_weight needs clips of at least 2 latent frames (frame_counts >= 5), got {min(cfg.data.frame_counts)}")
+    if not 0 <= cfg.dit.noise_frame_correlation < 1:
+        raise KinemaInputError(f"dit.noise_frame_correlation must be in [0, 1), got {cfg.dit.noise_frame_correlation}")
     if cfg.dit.scene_loss_weight > 0:
         from kinema.models.dit import DiTConfig
 

@@ -21,7 +21,7 @@ import torch
 
 from kinema.conditioning.camera import CAMERA_DIM
 from kinema.conditioning.tasks import FrameLatents, build_cond, sample_tasks
-from kinema.diffusion.flow import add_noise, apply_shift, flow_loss, sample_training_t, shift_for_tokens, temporal_difference_loss, velocity_target
+from kinema.diffusion.flow import add_noise, apply_shift, flow_loss, frame_correlated_noise, sample_training_t, shift_for_tokens, temporal_difference_loss, velocity_target
 from kinema.errors import KinemaInputError
 from kinema.models.io import config_from_dict
 from kinema.train.buckets import BucketSampler
@@ -155,7 +155,7 @@ def train_dit(
         g = torch.Generator().manual_seed(int(rng.integers(2**62)))
         b = x0.shape[0]
         t = apply_shift(sample_training_t(b, g, d.t_mean, d.t_std, d.t_uniform_fraction), batch_shift(d, patch, tuple(x0.shape)))
-        noise = torch.randn(x0.shape, generator=g)
+        noise = frame_correlated_noise(tuple(x0.shape), g, d.noise_frame_correlation)
         xt = add_noise(x0, noise, t)
         model.train()
         labels = batches.scene_targets(step)
