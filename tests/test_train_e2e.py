@@ -264,20 +264,33 @@ def test_ddp_two_processes_end_with_identical_weights(tiny_run, tmp_path):
     assert changed
 
 
-def test_temporal_loss_changes_the_update(tiny_run, tmp_path):
-    """dit.temporal_loss_weight adds a term to what is minimised: the same batches give different weights."""
+@pytest.mark.parametrize("option, value", [("temporal_loss_weight", 2.0), ("noise_frame_correlation", 0.5)])
+def test_training_options_change_the_update(tiny_run, tmp_path, option, value):
+    """dit.temporal_loss_weight adds a term to what is minimised, dit.noise_frame_correlation changes the
+    noise: either way the same batches give different weights."""
     from kinema.train.dit_trainer import train_dit
     from kinema.train.latents import LatentCache
 
     cache = LatentCache.load(tiny_run / "cache")
-    runs = {}
-    for weight in (0.0, 2.0):
+    models = []
+    for v in (0.0, value):
         cfg = load_config(TINY, output_dir=str(tiny_run))
-        cfg.dit.temporal_loss_weight = weight
-        result, _, model = train_dit(cfg, cache, 384, DistInfo(), tmp_path / f"ckpt{weight}")
-        runs[weight] = (result, model)
-    (plain, plain_model), (temporal, temporal_model) = runs[0.0], runs[2.0]
-    assert plain.steps == temporal.steps == 3
-    first = [p for p in plain_model.parameters() if p.requires_grad]
-    second = [p for p in temporal_model.parameters() if p.requires_grad]
-    assert any(not torch.equal(a, b) for a, b in zip(first, second))
+        setattr(cfg.dit, option, v)
+        result, _, model = train_dit(cfg, cache, 384, DistInfo(), tmp_path / f"ckpt{v}")
+        assert result.steps == 3
+        models.append([p for p in model.parameters() if p.requires_grad])
+    assert any(not torch.equal(a, b) for a, b in zip(*models))
+
+
+def test_export_writes_the_noise_correlation_the_dit_was_trained_with(tiny_run, tmp_path):
+    import shutil
+
+    from kinema.engine.native import NativeConfig
+    from kinema.train.builtin import RunPaths, stage_export
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run / "work", run / "work")
+    cfg = load_config(TINY, output_dir=str(run))
+    cfg.dit.noise_frame_correlation = 0.25
+    stage_export(cfg, RunPaths(cfg.output))
+    assert NativeConfig.load(run / "model").noise_frame_correlation == 0.25
