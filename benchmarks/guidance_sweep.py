@@ -13,11 +13,22 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections import Counter
 from pathlib import Path
 
 from kinema.commands.evaluate import suite_generator
 from kinema.evaluate.run import evaluate
 from kinema.evaluate.suite import build_suite
+
+
+def object_reads(items: list[dict]) -> dict[str, object]:
+    """Objects asked for and read, and the motions read: a pulsing object is read as growing or shrinking."""
+    motions = Counter(o["motion"] for it in items for o in it["read"]["objects"])
+    return {
+        "objects_asked": sum(len(it["scene"]["objects"]) for it in items),
+        "objects_read": sum(it["read"]["count"] for it in items),
+        "motions_read": dict(motions.most_common()),
+    }
 
 
 def main() -> None:
@@ -37,7 +48,17 @@ def main() -> None:
         for guidance in args.guidance:
             start = time.perf_counter()
             result = evaluate(suite_generator(args.model, steps, guidance), suite, progress=False)
-            rows.append({"steps": steps, "guidance": guidance, "overall": result["overall"], "accuracy": result["accuracy"], "flicker": result["flicker"]["score"], "seconds": round(time.perf_counter() - start, 1)})
+            rows.append(
+                {
+                    "steps": steps,
+                    "guidance": guidance,
+                    "overall": result["overall"],
+                    "accuracy": result["accuracy"],
+                    "flicker": result["flicker"]["score"],
+                    "seconds": round(time.perf_counter() - start, 1),
+                    **object_reads(result["items"]),
+                }
+            )
             acc = " ".join(f"{k} {v:.1%}" for k, v in result["accuracy"].items())
             print(f"steps {steps:3d} guidance {guidance:5.1f}: overall {result['overall']:.1%} ({acc})", flush=True)
     best = max(rows, key=lambda r: r["overall"])
