@@ -18,6 +18,8 @@ for a VAE that compresses time ×4), so it only says where to work next.
     # 3. the first 24 seen prompts, decoded frame by frame, read by the judge
     python benchmarks/perframe_latent_probe.py evaluate --run runs/perframe --guidance 3 6 --limit 24 \
         --json docs/results/perframe_probe.json
+    # the ceiling: the judge on per-frame round trips of the held-out ground truth
+    python benchmarks/perframe_latent_probe.py ceiling --suite heldout --json docs/results/perframe_roundtrip.json
 """
 
 from __future__ import annotations
@@ -161,6 +163,28 @@ def evaluate_probe(run: Path, guidance: list[float], steps: int, limit: int, out
         out_json.write_text(json.dumps({"suite": "seen", "items": len(suite), "run": str(run), "rows": rows}, indent=2) + "\n")
 
 
+def roundtrip_ceiling(suite_name: str, limit: int, out_json: Path | None) -> None:
+    """The judge on per-frame VAE round trips of the renderer's ground truth: the probe's ceiling."""
+    from kinema.evaluate.metrics import attribute_accuracy
+    from kinema.evaluate.run import ground_truth
+    from kinema.evaluate.suite import build_suite
+    from kinema.models.io import load_pretrained
+    from kinema.train.data import to_model_video
+    from kinema.world.judge import read_clip, score
+
+    vae = load_pretrained(VAE_DIR).eval()
+    scores = []
+    for item in build_suite(suite_name)[:limit]:
+        with torch.inference_mode():
+            video = decode_frames(vae, encode_frames(vae, to_model_video(ground_truth(item)[:FRAMES])))
+        frames = ((video[0].permute(1, 2, 3, 0).clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
+        scores.append(score(read_clip(frames, item.clip.fps), item.scene))
+    acc = attribute_accuracy(scores)
+    print(f"per-frame round trips, {suite_name} ({len(scores)} clips): overall {acc['overall']:.1%} " + " ".join(f"{k} {v:.1%}" for k, v in acc.items() if k != "overall"))
+    if out_json:
+        out_json.write_text(json.dumps({"suite": suite_name, "clips": len(scores), "judge_accuracy": acc}, indent=2) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -174,9 +198,15 @@ def main() -> None:
     e.add_argument("--steps", type=int, default=20)
     e.add_argument("--limit", type=int, default=24)
     e.add_argument("--json", type=Path, default=None)
+    r = sub.add_parser("ceiling", help="the judge on per-frame VAE round trips of ground truth")
+    r.add_argument("--suite", default="heldout", choices=["seen", "heldout"])
+    r.add_argument("--limit", type=int, default=48)
+    r.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     if args.command == "cache":
         build_cache(args.run, args.out, args.batch)
+    elif args.command == "ceiling":
+        roundtrip_ceiling(args.suite, args.limit, args.json)
     else:
         evaluate_probe(args.run, args.guidance, args.steps, args.limit, args.json)
 
