@@ -43,8 +43,8 @@ def encode_frames(vae: torch.nn.Module, video: torch.Tensor) -> torch.Tensor:
     """[B, 3, T, H, W] -> [B, C, T, h, w]: every frame encoded alone (the causal VAE's image path)."""
     b, _, t, h, w = video.shape
     frames = video.permute(0, 2, 1, 3, 4).reshape(b * t, 3, 1, h, w)
-    z = vae.encode(frames)  # [B*T, C, 1, h, w]
-    return z.reshape(b, t, *z.shape[1:3], *z.shape[3:]).squeeze(3).permute(0, 2, 1, 3, 4)
+    z = vae.encode(frames)[:, :, 0]  # [B*T, C, h, w]
+    return z.reshape(b, t, *z.shape[1:]).permute(0, 2, 1, 3, 4)
 
 
 def decode_frames(vae: torch.nn.Module, z: torch.Tensor) -> torch.Tensor:
