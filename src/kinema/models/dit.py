@@ -47,7 +47,8 @@ class DiTConfig:
     text_layers: int = 0
     # Features per latent cell that a small 3x3x3 convolutional head turns into the velocity (U-ViT's final
     # conv): neighbouring cells, within and across tokens, agree, where a linear head writes each token's
-    # cells on its own (with large patches, objects break into fragments). 0 = the linear head.
+    # cells on its own (with large patches, objects break into fragments). 0 = the linear head. In a 50-minute
+    # trial at 128 px it did not stop the fragments (docs/benchmarks.md), so the built-in model keeps 0.
     head_channels: int = 0
 
     def __post_init__(self) -> None:
