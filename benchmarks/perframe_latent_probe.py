@@ -28,7 +28,6 @@ import argparse
 import json
 import os
 import time
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -112,14 +111,16 @@ def build_cache(run: Path, out: Path, batch: int) -> None:
 
 
 def evaluate_probe(run: Path, guidance: list[float], steps: int, limit: int, out_json: Path | None) -> None:
+    from guidance_sweep import object_reads
+
     from kinema.diffusion import flow
     from kinema.diffusion.guidance import cfg_velocity
     from kinema.diffusion.samplers import SAMPLERS
-    from kinema.evaluate.metrics import attribute_accuracy
+    from kinema.engine.native import frames_to_uint8
+    from kinema.evaluate.run import evaluate
     from kinema.evaluate.suite import build_suite
     from kinema.models.io import load_pretrained
     from kinema.models.text import load_text_encoder
-    from kinema.world.judge import read_clip, score
 
     run_cfg = json.loads((run / "work" / "config.json").read_text())
     d = run_cfg["dit"]
@@ -129,60 +130,60 @@ def evaluate_probe(run: Path, guidance: list[float], steps: int, limit: int, out
     vae = load_pretrained(VAE_DIR).eval()
     dit = load_pretrained(run / "work" / "dit_ema").eval()
     encoder = load_text_encoder(run_cfg["text_encoder"], max_tokens=64)
+    empty, empty_mask = encoder.encode([""])
+    camera = torch.zeros(1, 4)  # no camera signal: the prompt alone, as the suite asks
     patch = dit.config.patch
     suite = build_suite("seen")[:limit]
-    rows = []
-    for g in guidance:
-        start = time.perf_counter()
-        scores, motions, read = [], Counter(), 0
-        for item in suite:
-            h, w = item.clip.height, item.clip.width
-            shape = (1, dit.config.latent_channels, FRAMES, h // 8, w // 8)
-            tokens = (FRAMES // patch[0]) * (h // 8 // patch[1]) * (w // 8 // patch[2])
+
+    def generator(g: float):
+        def generate(item) -> np.ndarray:
+            h, w = item.clip.height // 8, item.clip.width // 8
+            tokens = (FRAMES // patch[0]) * (h // patch[1]) * (w // patch[2])
             shift = flow.shift_for_tokens(tokens, d["shift_base_tokens"], d["shift_base_shift"], d["shift_max_tokens"], d["shift_max_shift"])
             with torch.inference_mode():
                 text, mask = encoder.encode([item.prompt])
-                empty, empty_mask = encoder.encode([""])
-                x = torch.randn(shape, generator=torch.Generator().manual_seed(item.seed))
-                camera = torch.zeros(1, 4)
+                x = torch.randn((1, dit.config.latent_channels, FRAMES, h, w), generator=torch.Generator().manual_seed(item.seed))
 
                 def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
                     return cfg_velocity(dit, x, t, text, mask, empty, empty_mask, g, camera=camera)
 
                 z = SAMPLERS["dpmpp-2m"](velocity, x, flow.sampling_timesteps(steps, shift), None)
-                video = decode_frames(vae, z * std + mean)
-            frames = ((video[0].permute(1, 2, 3, 0).clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
-            reading = read_clip(frames, item.clip.fps)
-            scores.append(score(reading, item.scene))
-            motions.update(o.motion for o in reading.objects)
-            read += reading.count
-        acc = attribute_accuracy(scores)
-        rows.append({"guidance": g, "steps": steps, "overall": acc["overall"], "accuracy": acc, "objects_asked": sum(len(i.scene.objects) for i in suite), "objects_read": read, "motions_read": dict(motions.most_common()), "seconds": round(time.perf_counter() - start, 1)})
-        print(f"guidance {g}: overall {acc['overall']:.1%} " + " ".join(f"{k} {v:.1%}" for k, v in acc.items() if k != "overall") + f"; objects read {read}, motions {dict(motions.most_common(4))}", flush=True)
+                return frames_to_uint8(decode_frames(vae, z * std + mean)[0]).numpy()
+
+        return generate
+
+    rows = []
+    for g in guidance:
+        start = time.perf_counter()
+        result = evaluate(generator(g), suite, progress=False)
+        reads = object_reads(result["items"])
+        rows.append({"guidance": g, "steps": steps, "overall": result["overall"], "accuracy": result["accuracy"], **reads, "seconds": round(time.perf_counter() - start, 1)})
+        acc = " ".join(f"{k} {v:.1%}" for k, v in result["accuracy"].items())
+        print(f"guidance {g}: overall {result['overall']:.1%} ({acc}); objects read {reads['objects_read']}, motions {reads['motions_read']}", flush=True)
     if out_json:
         out_json.write_text(json.dumps({"suite": "seen", "items": len(suite), "run": str(run), "rows": rows}, indent=2) + "\n")
 
 
 def roundtrip_ceiling(suite_name: str, limit: int, out_json: Path | None) -> None:
     """The judge on per-frame VAE round trips of the renderer's ground truth: the probe's ceiling."""
-    from kinema.evaluate.metrics import attribute_accuracy
-    from kinema.evaluate.run import ground_truth
+    from kinema.engine.native import frames_to_uint8
+    from kinema.evaluate.run import evaluate, ground_truth
     from kinema.evaluate.suite import build_suite
     from kinema.models.io import load_pretrained
     from kinema.train.data import to_model_video
-    from kinema.world.judge import read_clip, score
 
     vae = load_pretrained(VAE_DIR).eval()
-    scores = []
-    for item in build_suite(suite_name)[:limit]:
+
+    def roundtrip(item) -> np.ndarray:
         with torch.inference_mode():
             video = decode_frames(vae, encode_frames(vae, to_model_video(ground_truth(item)[:FRAMES])))
-        frames = ((video[0].permute(1, 2, 3, 0).clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
-        scores.append(score(read_clip(frames, item.clip.fps), item.scene))
-    acc = attribute_accuracy(scores)
-    print(f"per-frame round trips, {suite_name} ({len(scores)} clips): overall {acc['overall']:.1%} " + " ".join(f"{k} {v:.1%}" for k, v in acc.items() if k != "overall"))
+        return frames_to_uint8(video[0]).numpy()
+
+    result = evaluate(roundtrip, build_suite(suite_name)[:limit], progress=False)
+    acc = result["accuracy"]
+    print(f"per-frame round trips, {suite_name} ({result['n_items']} clips): overall {result['overall']:.1%} " + " ".join(f"{k} {v:.1%}" for k, v in acc.items()))
     if out_json:
-        out_json.write_text(json.dumps({"suite": suite_name, "clips": len(scores), "judge_accuracy": acc}, indent=2) + "\n")
+        out_json.write_text(json.dumps({"suite": suite_name, "clips": result["n_items"], "judge_accuracy": {**acc, "overall": result["overall"]}}, indent=2) + "\n")
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ import json
 import numpy as np
 import torch
 
+from kinema.engine.native import frames_to_uint8
 from kinema.evaluate.metrics import attribute_accuracy
 from kinema.evaluate.run import ground_truth
 from kinema.evaluate.suite import build_suite
@@ -28,7 +29,7 @@ def roundtrip(vae: torch.nn.Module, frames: np.ndarray) -> np.ndarray:
     video = torch.from_numpy(frames).permute(3, 0, 1, 2)[None].float() / 127.5 - 1.0
     with torch.inference_mode():
         recon = vae.decode(vae.encode(video))
-    return ((recon[0].permute(1, 2, 3, 0).clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
+    return frames_to_uint8(recon[0]).numpy()
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
