@@ -7,7 +7,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from kinema.errors import KinemaInputError
-from kinema.models.dit import DiT, DiTConfig, apply_rope, attend, rope_3d
+from kinema.models.dit import DiT, DiTConfig, absolute_position_features, apply_rope, attend, rope_3d
 from kinema.models.io import load_pretrained, save_pretrained
 
 SMALL = dict(hidden=64, depth=2, heads=2, text_dim=32)
@@ -214,6 +214,46 @@ def test_conv_head_output_starts_at_zero_and_mixes_neighbouring_tokens() -> None
 
 def test_conv_head_flops_match_a_counter_and_it_saves() -> None:
     m = DiT(DiTConfig(**SMALL, head_channels=6))
+    b, t, h, w, text_len = 1, 3, 6, 10, 5
+    x, tt, text, mask = _inputs(b, t, h, w, text_len, 32)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        m(x, tt, text, mask)
+    assert m.flops_per_sample(t, h, w, text_len) == pytest.approx(counter.get_total_flops() / b, rel=1e-9)
+
+
+def test_absolute_positions_let_tokens_of_a_uniform_input_differ() -> None:
+    # With rotary positions only, a uniform input gives every token the same value vector, so attention
+    # (whatever its weights) returns the same output everywhere: no token can tell where it is.
+    x = torch.ones(1, 16, 3, 6, 10)
+    _, tt, text, mask = _inputs(1, 3, 6, 10, 4, 32)
+
+    def spread(absolute: bool) -> float:
+        torch.manual_seed(0)
+        m = _pretend_trained(DiT(DiTConfig(**SMALL, absolute_positions=absolute)))
+        with torch.no_grad():
+            v = m(x, tt, text, mask)
+        return (v - v[:, :, :1, :2, :2].repeat(1, 1, 3, 3, 5)).abs().max().item()
+
+    assert spread(False) < 1e-5
+    assert spread(True) > 1e-2
+    assert DiT(DiTConfig(**SMALL)).pos_embed is None
+
+
+def test_absolute_position_features_mark_edges_by_fraction_and_the_first_frame() -> None:
+    feats = absolute_position_features((2, 2, 4)).view(2, 2, 4, 25)  # time 0:8, first-frame flag 8, height 9:17, width 17:25
+    assert feats[0, ..., 8].eq(1).all() and feats[1, ..., 8].eq(0).all()
+    # A column's features are those of its centre's fraction of the width, whatever the grid:
+    # column 0 of 2 and column 1 of 6 both sit at 1/4.
+    two, six = absolute_position_features((1, 1, 2)), absolute_position_features((1, 1, 6))
+    torch.testing.assert_close(two[0, 17:], six[1, 17:])
+    assert not torch.allclose(six[0, 17:], six[1, 17:])
+    # left and right edges differ, and rows differ from each other, which rotary positions alone cannot tell
+    assert not torch.allclose(feats[0, 0, 0, 17:], feats[0, 0, -1, 17:])
+    assert not torch.allclose(feats[0, 0, 0, 9:17], feats[0, 1, 0, 9:17])
+
+
+def test_absolute_positions_flops_match_a_counter() -> None:
+    m = DiT(DiTConfig(**SMALL, absolute_positions=True))
     b, t, h, w, text_len = 1, 3, 6, 10, 5
     x, tt, text, mask = _inputs(b, t, h, w, text_len, 32)
     with FlopCounterMode(display=False) as counter, torch.no_grad():

@@ -50,6 +50,10 @@ class DiTConfig:
     # cells on its own (with large patches, objects break into fragments). 0 = the linear head. In a 50-minute
     # trial at 128 px it did not stop the fragments (docs/benchmarks.md), so the built-in model keeps 0.
     head_channels: int = 0
+    # Add a learned projection of where each token sits (its fraction of the frame's height and width, its latent
+    # frame index, whether it is the image-encoded first frame) to the tokens. Rotary positions are only relative:
+    # without this a token cannot tell the frame's edge or the first latent frame from its own position.
+    absolute_positions: bool = False
 
     def __post_init__(self) -> None:
         if self.cond_channels is None:
@@ -89,6 +93,37 @@ def rope_3d(grid: tuple[int, int, int], head_dim: int, theta: float, device: tor
         angles.append(a.view(shape).expand(*grid, p))
     ang = torch.cat(angles, dim=-1).reshape(-1, pairs)
     return ang.cos(), ang.sin()
+
+
+POSITION_FREQUENCIES = 4  # sinusoid pairs per axis in `absolute_position_features`
+POSITION_FEATURES = 3 * 2 * POSITION_FREQUENCIES + 1  # (sin, cos) per axis for time, height, width + the first-frame flag
+
+
+def absolute_position_features(grid: tuple[int, int, int], device: torch.device | None = None) -> torch.Tensor:
+    """[N, POSITION_FEATURES] for a (T', h, w) token grid flattened in t, h, w order.
+
+    Height and width enter as the token centre's fraction of the frame, so every
+    size and aspect ratio has its edges at the same values; time enters as the
+    latent frame index, plus a flag for frame 0, which the causal VAE encodes
+    from one image where every later latent frame holds several.
+    """
+    gt, gh, gw = grid
+    k = torch.arange(1, POSITION_FREQUENCIES + 1, dtype=torch.float32, device=device)
+
+    def spatial(n: int) -> torch.Tensor:
+        frac = (torch.arange(n, dtype=torch.float32, device=device) + 0.5) / n
+        a = math.pi * frac[:, None] * k[None]
+        return torch.cat([a.sin(), a.cos()], dim=-1)  # [n, 2K]
+
+    index = torch.arange(gt, dtype=torch.float32, device=device)
+    a = index[:, None] / (4.0 ** (k[None] - 1))
+    time = torch.cat([a.sin(), a.cos(), (index == 0).float()[:, None]], dim=-1)  # [gt, 2K + 1]
+    parts = [
+        time[:, None, None].expand(gt, gh, gw, -1),
+        spatial(gh)[None, :, None].expand(gt, gh, gw, -1),
+        spatial(gw)[None, None, :].expand(gt, gh, gw, -1),
+    ]
+    return torch.cat(parts, dim=-1).reshape(gt * gh * gw, POSITION_FEATURES)
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -264,6 +299,7 @@ class DiT(nn.Module):
         self.patch_volume = pt * ph * pw
         self.x_embed = nn.Linear(cfg.latent_channels * self.patch_volume, d)
         self.cond_embed = nn.Linear(cfg.cond_channels * self.patch_volume, d)
+        self.pos_embed = nn.Linear(POSITION_FEATURES, d) if cfg.absolute_positions else None
         self.t_embed = nn.Sequential(nn.Linear(256, d), nn.SiLU(), nn.Linear(d, d))
         self.pool_embed = nn.Sequential(nn.Linear(cfg.text_dim, d), nn.SiLU(), nn.Linear(d, d))
         self.text_embed = nn.Sequential(nn.LayerNorm(cfg.text_dim), nn.Linear(cfg.text_dim, d))
@@ -342,6 +378,8 @@ class DiT(nn.Module):
             raise KinemaInputError(f"latents must be [B, {cfg.latent_channels}, T', h, w], got {list(x.shape)}")
         grid = self.grid(*x.shape[2:])
         tokens = self.x_embed(self.patchify(x))
+        if self.pos_embed is not None:
+            tokens = tokens + self.pos_embed(absolute_position_features(grid, x.device).to(x.dtype))
         if cond is not None:
             if cond.shape[1] != cfg.cond_channels or cond.shape[2:] != x.shape[2:]:
                 raise KinemaInputError(f"cond must be [B, {cfg.cond_channels}, {', '.join(map(str, x.shape[2:]))}], got {list(cond.shape)}")
@@ -392,6 +430,8 @@ class DiT(nn.Module):
         l_ctx = text_len + 1  # + null token
         hidden_mlp = int(d * cfg.mlp_ratio)
         f = 2 * n * cfg.latent_channels * self.patch_volume * d  # x embed
+        if cfg.absolute_positions:
+            f += 2 * n * POSITION_FEATURES * d
         if with_cond:
             f += 2 * n * cfg.cond_channels * self.patch_volume * d
         f += 2 * (256 * d + d * d) + 2 * (cfg.text_dim * d + d * d)  # timestep and pooled-text MLPs
