@@ -7,7 +7,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from kinema.errors import KinemaInputError
-from kinema.models.dit import DiT, DiTConfig, absolute_position_features, apply_rope, attend, rope_3d
+from kinema.models.dit import DiT, DiTConfig, absolute_position_features, apply_rope, attend, relative_offsets, rope_3d
 from kinema.models.io import load_pretrained, save_pretrained
 
 SMALL = dict(hidden=64, depth=2, heads=2, text_dim=32)
@@ -259,3 +259,40 @@ def test_absolute_positions_flops_match_a_counter() -> None:
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         m(x, tt, text, mask)
     assert m.flops_per_sample(t, h, w, text_len) == pytest.approx(counter.get_total_flops() / b, rel=1e-9)
+
+
+def test_relative_offsets_index_per_axis_and_clamp() -> None:
+    offsets = relative_offsets((3, 1, 2), max_offset=1)  # tokens in t, h, w order: (0,0,0) (0,0,1) (1,0,0) ...
+    assert offsets.shape == (3, 6, 6)
+    assert offsets[0, 0, 4].item() == 0 and offsets[0, 4, 0].item() == 2  # t: 0 - 2 and 2 - 0, clamped to -1 / +1
+    assert offsets[1].eq(1).all()  # one row: every height offset is 0
+    assert offsets[2, 1, 0].item() == 2 and offsets[2, 0, 1].item() == 0 and offsets[2, 0, 2].item() == 1
+
+
+def test_attention_bias_starts_as_a_no_op_and_then_steers_attention() -> None:
+    x, tt, text, mask = _inputs(1, 3, 4, 6, 4, 32)
+    torch.manual_seed(0)
+    plain = _pretend_trained(DiT(DiTConfig(**SMALL)))
+    torch.manual_seed(0)
+    biased = DiT(DiTConfig(**SMALL, attention_bias_range=4))
+    biased.load_state_dict(plain.state_dict(), strict=False)  # the same weights; the bias tables stay at zero
+    biased.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(biased(x, tt, text, mask), plain(x, tt, text, mask))
+        # a bias that favours "same place, any frame" changes the output, and the offsets it needs are checked
+        biased.blocks[0].attn.position_bias[1:, :, 4] = 5.0
+        assert (biased(x, tt, text, mask) - plain(x, tt, text, mask)).abs().max().item() > 1e-3
+        with pytest.raises(ValueError, match="pass the token offsets"):
+            biased.blocks[0].attn(torch.randn(1, 72, 64), rope_3d((3, 4, 6), 32, 100.0))
+    with pytest.raises(ValueError, match="attention_bias_range must be >= 0"):
+        DiTConfig(**SMALL, attention_bias_range=-1)
+
+
+def test_attention_bias_gets_gradients_and_saves(tmp_path) -> None:
+    m = DiT(DiTConfig(**SMALL, attention_bias_range=3))
+    x, tt, text, mask = _inputs(2, 3, 4, 4, 3, 32)
+    _pretend_trained(m, skip=("cond_embed", "camera_embed.2", "blocks.0.attn.position_bias")).train()
+    m(x, tt, text, mask).square().mean().backward()
+    assert m.blocks[0].attn.position_bias.grad.abs().sum().item() > 0
+    save_pretrained(m, tmp_path / "dit")
+    assert load_pretrained(tmp_path / "dit").config.attention_bias_range == 3

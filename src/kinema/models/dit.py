@@ -54,6 +54,12 @@ class DiTConfig:
     # frame index, whether it is the image-encoded first frame) to the tokens. Rotary positions are only relative:
     # without this a token cannot tell the frame's edge or the first latent frame from its own position.
     absolute_positions: bool = False
+    # Learned relative-position biases on the self-attention scores, per head and block, one table per axis
+    # (Swin's relative position bias, factorised over time, height and width; zero at init). Rotary positions
+    # under QK-norm make "attend to the same place in the other frames" something each head has to learn from
+    # content; a bias lets a head hold an object steady across frames from its first steps. 0 = none; else the
+    # largest offset per axis with its own entry (further offsets share the last).
+    attention_bias_range: int = 0
 
     def __post_init__(self) -> None:
         if self.cond_channels is None:
@@ -68,6 +74,8 @@ class DiTConfig:
             raise ValueError(f"text_layers must be >= 0, got {self.text_layers}")
         if self.head_channels < 0:
             raise ValueError(f"head_channels must be >= 0, got {self.head_channels}")
+        if self.attention_bias_range < 0:
+            raise ValueError(f"attention_bias_range must be >= 0, got {self.attention_bias_range}")
 
 
 # --- positions ------------------------------------------------------------------
@@ -126,6 +134,13 @@ def absolute_position_features(grid: tuple[int, int, int], device: torch.device 
     return torch.cat(parts, dim=-1).reshape(gt * gh * gw, POSITION_FEATURES)
 
 
+def relative_offsets(grid: tuple[int, int, int], max_offset: int, device: torch.device | None = None) -> torch.Tensor:
+    """[3, N, N] indices into per-axis bias tables of 2 * max_offset + 1 entries: (i's - j's position) per axis, clamped."""
+    axes = torch.meshgrid(*(torch.arange(n, device=device) for n in grid), indexing="ij")
+    pos = torch.stack([a.reshape(-1) for a in axes])  # [3, N]
+    return (pos[:, :, None] - pos[:, None, :]).clamp(-max_offset, max_offset) + max_offset
+
+
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate [B, H, N, d] by the half-split convention (x1, x2) -> (x1 c - x2 s, x1 s + x2 c)."""
     x1, x2 = x.chunk(2, dim=-1)
@@ -140,7 +155,7 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
 
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Scaled dot-product attention; q/k/v [B, heads, N, hd], mask broadcastable bool (True = attend).
+    """Scaled dot-product attention; q/k/v [B, heads, N, hd], mask broadcastable: bool (True = attend) or a float bias.
 
     On the CPU this is the plain softmax(q k^T) v: for our short sequences (80-300
     tokens) PyTorch's CPU flash kernel is the slowest part of a training step (its
@@ -150,8 +165,10 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
     if q.device.type != "cpu":
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     scores = (q @ k.transpose(-2, -1)) * (q.shape[-1] ** -0.5)
-    if mask is not None:
+    if mask is not None and mask.dtype == torch.bool:
         scores = scores.masked_fill(~mask, float("-inf"))
+    elif mask is not None:
+        scores = scores + mask
     return scores.softmax(dim=-1).to(v.dtype) @ v
 
 
@@ -163,20 +180,29 @@ def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch
 
 
 class SelfAttention(nn.Module):
-    def __init__(self, dim: int, heads: int):
+    def __init__(self, dim: int, heads: int, bias_range: int = 0):
         super().__init__()
         self.heads = heads
         self.qkv = nn.Linear(dim, 3 * dim)
         self.q_norm = nn.RMSNorm(dim // heads, eps=1e-6)
         self.k_norm = nn.RMSNorm(dim // heads, eps=1e-6)
         self.out = nn.Linear(dim, dim)
+        # [3 axes, heads, 2 * range + 1]: the score bias for an offset along time, height and width
+        self.position_bias = nn.Parameter(torch.zeros(3, heads, 2 * bias_range + 1)) if bias_range > 0 else None
 
-    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], offsets: torch.Tensor | None = None) -> torch.Tensor:
+        """`offsets` [3, N, N] (relative_offsets) is needed when the layer has position biases."""
         b, n, d = x.shape
         q, k, v = self.qkv(x).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
         q = apply_rope(self.q_norm(q), *rope)
         k = apply_rope(self.k_norm(k), *rope)
-        y = attend(q, k, v)
+        bias = None
+        if self.position_bias is not None:
+            if offsets is None:
+                raise ValueError("this attention layer has position biases: pass the token offsets")
+            table = self.position_bias.to(q.dtype)
+            bias = sum(table[a][:, offsets[a]] for a in range(3))[None]  # [1, heads, N, N]
+        y = attend(q, k, v, bias)
         return self.out(y.transpose(1, 2).reshape(b, n, d))
 
 
@@ -244,19 +270,21 @@ class Mlp(nn.Module):
 class DiTBlock(nn.Module):
     """Self-attn, cross-attn and MLP, each pre-normed, modulated and gated by adaLN-zero."""
 
-    def __init__(self, dim: int, heads: int, mlp_ratio: float):
+    def __init__(self, dim: int, heads: int, mlp_ratio: float, bias_range: int = 0):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
-        self.attn = SelfAttention(dim, heads)
+        self.attn = SelfAttention(dim, heads, bias_range)
         self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.cross = CrossAttention(dim, heads)
         self.norm3 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
         self.ada = nn.Sequential(nn.SiLU(), nn.Linear(dim, 9 * dim))
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], ctx: torch.Tensor, ctx_mask: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, c: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], ctx: torch.Tensor, ctx_mask: torch.Tensor, offsets: torch.Tensor | None = None
+    ) -> torch.Tensor:
         sh1, sc1, g1, sh2, sc2, g2, sh3, sc3, g3 = self.ada(c).chunk(9, dim=-1)
-        x = x + g1.unsqueeze(1) * self.attn(modulate(self.norm1(x), sh1, sc1), rope)
+        x = x + g1.unsqueeze(1) * self.attn(modulate(self.norm1(x), sh1, sc1), rope, offsets)
         x = x + g2.unsqueeze(1) * self.cross(modulate(self.norm2(x), sh2, sc2), ctx, ctx_mask)
         x = x + g3.unsqueeze(1) * self.mlp(modulate(self.norm3(x), sh3, sc3))
         return x
@@ -307,7 +335,7 @@ class DiT(nn.Module):
         # Always-visible key: lets attention "look at nothing" and keeps an all-padding prompt well defined.
         self.null_token = nn.Parameter(torch.zeros(1, 1, d))
         self.camera_embed = nn.Sequential(nn.Linear(cfg.camera_dim, d), nn.SiLU(), nn.Linear(d, d)) if cfg.camera_dim > 0 else None
-        self.blocks = nn.ModuleList(DiTBlock(d, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.depth))
+        self.blocks = nn.ModuleList(DiTBlock(d, cfg.heads, cfg.mlp_ratio, cfg.attention_bias_range) for _ in range(cfg.depth))
         head_in = cfg.head_channels or cfg.latent_channels
         self.final = FinalLayer(d, head_in * self.patch_volume)
         self.head = ConvHead(cfg.head_channels, cfg.latent_channels) if cfg.head_channels > 0 else None
@@ -400,10 +428,11 @@ class DiT(nn.Module):
             ctx = self.text_refiner(ctx, ctx_mask)
         cos, sin = rope_3d(grid, cfg.hidden // cfg.heads, cfg.rope_theta, x.device)
         rope = (cos.to(x.dtype), sin.to(x.dtype))
+        offsets = relative_offsets(grid, cfg.attention_bias_range, x.device) if cfg.attention_bias_range > 0 else None
 
         scene = None
         for i, block in enumerate(self.blocks):
-            tokens = block(tokens, c, rope, ctx, ctx_mask)
+            tokens = block(tokens, c, rope, ctx, ctx_mask, offsets)
             if return_scene and i + 1 == cfg.scene_layer:
                 if self.scene_head is None:
                     raise ValueError("this DiT has no scene head (scene_classes = 0)")
