@@ -7,7 +7,9 @@
     final adaLN-zero layer -> linear -> unpatchify -> velocity [B,C,T',h,w]
 
 Positions are 3D rotary embeddings computed on the fly from the token grid,
-so any duration, size and aspect ratio works with no learned positions.
+so any duration, size and aspect ratio works with no learned position table
+(the optional absolute positions and attention biases are learned functions of
+the grid, so they keep that property).
 Everything that could disturb a trained model when added later (frame
 conditioning, camera) enters through zero-initialised layers.
 """
@@ -52,13 +54,15 @@ class DiTConfig:
     head_channels: int = 0
     # Add a learned projection of where each token sits (its fraction of the frame's height and width, its latent
     # frame index, whether it is the image-encoded first frame) to the tokens. Rotary positions are only relative:
-    # without this a token cannot tell the frame's edge or the first latent frame from its own position.
+    # without this a token cannot tell the frame's edge or the first latent frame from its own position. Two
+    # 50-minute trials read no better than the control (docs/benchmarks.md), so the built-in model keeps False.
     absolute_positions: bool = False
     # Learned relative-position biases on the self-attention scores, per head and block, one table per axis
     # (Swin's relative position bias, factorised over time, height and width; zero at init). Rotary positions
     # under QK-norm make "attend to the same place in the other frames" something each head has to learn from
     # content; a bias lets a head hold an object steady across frames from its first steps. 0 = none; else the
-    # largest offset per axis with its own entry (further offsets share the last).
+    # largest offset per axis with its own entry (further offsets share the last). Two 50-minute trials at 8 read
+    # no better than the control, nor kept objects steadier (docs/benchmarks.md), so the built-in model keeps 0.
     attention_bias_range: int = 0
 
     def __post_init__(self) -> None:
