@@ -59,7 +59,11 @@ def static_start(still_latent: torch.Tensor, t0: float) -> Iterator[None]:
 
 
 def still_latent(pipe: Pipeline, image: np.ndarray, frames: int) -> torch.Tensor:
-    """Normalised VAE latents [C, T', h, w] of `image` [H, W, 3] held still for `frames` frames."""
+    """Normalised VAE latents [C, T', h, w] of `image` [H, W, 3] held still for `frames` frames.
+
+    Uses the native backend's own pixel encoder (a private method) so the start is normalised exactly as the
+    latents the engine samples; a probe only, never the engine's API.
+    """
     backend = pipe.backend
     with torch.inference_mode():
         return backend._encode_pixels(np.repeat(image[None], frames, axis=0)).float()
