@@ -147,6 +147,52 @@ def test_scene_supervision_trains_the_scene_head(tiny_run, tmp_path):
     assert not torch.equal(model.scene_head[1].weight, init.scene_head[1].weight)
 
 
+def test_image_steps_train_on_frames_encoded_alone(tiny_run, tmp_path):
+    """dit.image_fraction: a share of steps trains on one-frame latents (frame 0 or a cached frame, each
+    encoded alone), the multiplier times the batch, text-only, no camera; the video steps stay as they were."""
+    import copy
+
+    import numpy as np
+
+    from kinema.errors import KinemaInputError
+    from kinema.train.config import validate
+    from kinema.train.dit_trainer import DiTBatches, train_dit
+    from kinema.train.latents import LatentCache
+
+    cfg = load_config(TINY, output_dir=str(tiny_run))
+    cache = LatentCache.load(tiny_run / "cache")
+    video_only = DiTBatches(cache, copy.deepcopy(cfg), DistInfo())
+    cfg.dit.image_fraction, cfg.dit.image_batch_multiplier = 0.5, 3
+    batches = DiTBatches(cache, cfg, DistInfo())
+    image_steps = [s for s in range(40) if batches.is_image_step(s)]
+    assert 8 < len(image_steps) < 32 and not any(video_only.is_image_step(s) for s in range(40))
+    video_step = next(s for s in range(40) if s not in image_steps)
+    assert torch.equal(batches(video_step)[0], video_only(video_step)[0])
+
+    x0, text, mask, cond, camera, _ = batches.image_batch(image_steps[0])
+    b, c = x0.shape[:2]
+    assert b == 3 * cfg.dit.batch_size and x0.shape[2] == 1 and text.shape[0] == b and mask.shape[0] == b
+    assert cond is not None and cond.shape == (b, c + 1, 1, *x0.shape[-2:]) and not cond.any() and not camera.any()
+    key, _ = batches.sampler.batch(image_steps[0])
+    mean, std = cache.latent_mean.view(1, c, 1, 1), cache.latent_std.view(1, c, 1, 1)
+    pool = torch.cat([cache.latents[key][:, :, 0], cache.frame_latents[key][:, 0], cache.frame_latents[key][:, 1]]).float()
+    pool = (pool - mean) / std
+    for frame in x0[:, :, 0]:  # every image is one of the bucket's frames encoded alone
+        assert torch.isclose(pool, frame).flatten(1).all(1).any()
+    assert torch.equal(batches.image_batch(image_steps[0])[0], x0)  # stateless: a resumed run sees the same batch
+
+    assert image_steps[0] < cfg.dit.steps and video_step < cfg.dit.steps  # the run below trains on both kinds
+    result, _, _ = train_dit(cfg, cache, 384, DistInfo(), tmp_path / "ckpt")
+    assert result.steps == cfg.dit.steps and np.isfinite(result.final_loss)
+    for bad, match in ((dict(image_fraction=1.0), "image_fraction"), (dict(image_batch_multiplier=0), "image_batch_multiplier"),
+                       (dict(image_fraction=0.5, temporal_loss_weight=1.0), "whole clips")):
+        broken = load_config(TINY)
+        for k, v in bad.items():
+            setattr(broken.dit, k, v)
+        with pytest.raises(KinemaInputError, match=match):
+            validate(broken)
+
+
 def test_cache_subset_per_bucket(tmp_path):
     from kinema.train.latents import _subset
 

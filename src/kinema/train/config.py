@@ -113,6 +113,11 @@ class DiTStageConfig:
     # Correlation between the training noise of any two latent frames (kinema.diffusion.flow.frame_correlated_noise,
     # PYoCo's mixed noise); exported to pipeline.json so sampling starts from the same noise. 0 = independent.
     noise_frame_correlation: float = 0.0
+    # Image-video joint training (Latte, Open-Sora): this share of optimizer steps trains on single frames
+    # (one-frame latents, each encoded alone as the engine encodes an image), `image_batch_multiplier` times
+    # the batch, since a frame is a fifth of a 2 s clip's tokens. 0 = video batches only.
+    image_fraction: float = 0.0
+    image_batch_multiplier: int = 4
 
     @property
     def uses_scene_labels(self) -> bool:
@@ -263,6 +268,12 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     from kinema.conditioning.tasks import check_task_weights
 
     check_task_weights(cfg.dit.tasks, "dit.tasks")
+    if not 0.0 <= cfg.dit.image_fraction < 1.0:
+        raise KinemaInputError(f"dit.image_fraction must be in [0, 1), got {cfg.dit.image_fraction}")
+    if cfg.dit.image_batch_multiplier < 1:
+        raise KinemaInputError(f"dit.image_batch_multiplier must be >= 1, got {cfg.dit.image_batch_multiplier}")
+    if cfg.dit.image_fraction > 0 and (cfg.dit.uses_scene_labels or cfg.dit.temporal_loss_weight > 0):
+        raise KinemaInputError("dit.image_fraction > 0 cannot be combined with the scene labels or the temporal loss (both need whole clips)")
     if cfg.cache_max_clips_per_bucket < 0:
         raise KinemaInputError(f"cache_max_clips_per_bucket must be >= 0, got {cfg.cache_max_clips_per_bucket}")
     return cfg

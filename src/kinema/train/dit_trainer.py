@@ -79,11 +79,7 @@ class DiTBatches:
         x0 = (self.cache.latents[key][rows].float() - self.mean) / self.std
         rng = np.random.default_rng([self.cfg.seed, 2, step, self.rank])
         clips = self.cache.clip_ids[key][rows].numpy()
-        lo, hi = self.cache.clip_offsets[clips].numpy(), self.cache.clip_offsets[clips + 1].numpy()
-        pick = lo + (rng.random(len(clips)) * (hi - lo)).astype(np.int64)
-        cap = self.cache.caption_ids[torch.as_tensor(pick)]
-        drop = torch.as_tensor(rng.random(len(clips)) < self.cfg.dit.caption_dropout)
-        cap = torch.where(drop, torch.zeros_like(cap), cap)  # row 0 = the empty prompt
+        cap, drop = self._captions(clips, rng)
         d = self.cfg.dit
         cond = None
         if any(v > 0 for k, v in d.tasks.items() if k != "text"):
@@ -93,11 +89,52 @@ class DiTBatches:
         camera[torch.as_tensor(rng.random(len(rows)) < d.camera_dropout)] = 0.0
         if d.camera_caption_free > 0 and self.cache.signal_ids is not None:
             cap = self._captions_without_camera(cap, clips, drop, camera, rng)
+        text, mask = self._text(cap)
+        return x0, text, mask, cond, camera, rng
+
+    def _captions(self, clips: np.ndarray, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """(one random caption row per clip, which were dropped to the empty prompt)."""
+        lo, hi = self.cache.clip_offsets[clips].numpy(), self.cache.clip_offsets[clips + 1].numpy()
+        pick = lo + (rng.random(len(clips)) * (hi - lo)).astype(np.int64)
+        cap = self.cache.caption_ids[torch.as_tensor(pick)]
+        drop = torch.as_tensor(rng.random(len(clips)) < self.cfg.dit.caption_dropout)
+        return torch.where(drop, torch.zeros_like(cap), cap), drop  # row 0 = the empty prompt
+
+    def _text(self, cap: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Caption rows -> (hidden [B,L,D] cut to the longest, mask [B,L])."""
         lengths = self.cache.text_lengths[cap].long()
         width = int(lengths.max())
         text = self.cache.text_hidden[cap, :width].float()
-        mask = torch.arange(width)[None, :] < lengths[:, None]
-        return x0, text, mask, cond, camera, rng
+        return text, torch.arange(width)[None, :] < lengths[:, None]
+
+    def is_image_step(self, step: int) -> bool:
+        """Whether step `step` trains on single frames (`dit.image_fraction`); the same on every rank."""
+        f = self.cfg.dit.image_fraction
+        return f > 0 and np.random.default_rng([self.cfg.seed, 3, step]).random() < f
+
+    def image_batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, np.random.Generator]:
+        """Like `__call__`, for an image step: `image_batch_multiplier` × the batch of one-frame latents [B,C,1,h,w].
+
+        Each image is one of its clip's frames encoded alone (frame 0, or the
+        cached inner or last frame), which is how the engine encodes a given
+        image; the caption is one of the clip's, the task text-only, no camera.
+        """
+        d = self.cfg.dit
+        key, idx = self.sampler.batch(step)
+        rng = np.random.default_rng([self.cfg.seed, 4, step, self.rank])
+        members = self.sampler.members[key]
+        extra = members[rng.integers(0, len(members), size=len(idx) * (d.image_batch_multiplier - 1))]
+        rows = torch.as_tensor(np.concatenate([idx, extra]) - self.offsets[key])
+        which = torch.as_tensor(rng.integers(0, 3, size=len(rows)))  # 0: frame 0, 1: last, 2: inner
+        first = self.cache.latents[key][rows, :, 0]
+        alone = self.cache.frame_latents[key][rows, (which - 1).clamp(min=0)]
+        frames = torch.where((which == 0).view(-1, 1, 1, 1), first, alone).float()
+        x0 = ((frames - self.mean[:, :, 0]) / self.std[:, :, 0]).unsqueeze(2)
+        cap, _ = self._captions(self.cache.clip_ids[key][rows].numpy(), rng)
+        text, mask = self._text(cap)
+        b, c = x0.shape[:2]
+        cond = x0.new_zeros(b, c + 1, *x0.shape[2:]) if any(v > 0 for k, v in d.tasks.items() if k != "text") else None
+        return x0, text, mask, cond, torch.zeros(b, CAMERA_DIM), rng
 
     def scene_targets(self, step: int) -> torch.Tensor | None:
         """Scene labels [B, 4, T', gh, gw] of the batch `__call__(step)` returns (the sampler is stateless)."""
@@ -151,7 +188,8 @@ def train_dit(
     batches = DiTBatches(cache, cfg, dist, scene_labels if d.uses_scene_labels else None)
 
     def step_fn(step: int) -> tuple[float, int]:
-        x0, text, mask, cond, camera, rng = batches(step)
+        image_step = batches.is_image_step(step)
+        x0, text, mask, cond, camera, rng = batches.image_batch(step) if image_step else batches(step)
         g = torch.Generator().manual_seed(int(rng.integers(2**62)))
         b = x0.shape[0]
         t = apply_shift(sample_training_t(b, g, d.t_mean, d.t_std, d.t_uniform_fraction), batch_shift(d, patch, tuple(x0.shape)))
