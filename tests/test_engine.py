@@ -168,3 +168,28 @@ def test_frame_correlated_noise_is_read_from_pipeline_json_and_changes_the_video
     assert plain.shape == mixed.shape and not np.array_equal(plain, mixed)
     with pytest.raises(ValueError, match="noise_frame_correlation"):
         NativeConfig.from_dict({"noise_frame_correlation": 1.0})
+
+
+def test_a_self_conditioned_model_reads_the_last_steps_estimate(tmp_path: Path) -> None:
+    """Sampling feeds each step the previous step's guided clean-latent estimate (zeros at the first)."""
+    import torch
+
+    pipe = Pipeline.from_pretrained(build_tiny_model(tmp_path, dit_options={"self_condition": True}))
+    pipe.load()
+    dit = pipe.backend._dit
+    calls: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    forward = dit.forward
+
+    def spy(x, t, *args, **kw):
+        v = forward(x, t, *args, **kw)
+        calls.append((x[:1].clone(), t[:1].clone(), kw["x0_estimate"][:1].clone(), v))
+        return v
+
+    dit.forward = spy
+    video = pipe.generate("a red circle", seed=5, guidance=3.0)
+    assert len(calls) == 3 and not calls[0][2].any()
+    for (x, t, _, v), (_, _, estimate, _) in zip(calls, calls[1:]):
+        guided = v[1:] + 3.0 * (v[:1] - v[1:])  # the two branches, combined as the sampler saw them
+        torch.testing.assert_close(estimate, x - t.view(-1, 1, 1, 1, 1) * guided)
+    dit.forward = forward
+    assert np.array_equal(video.frames, pipe.generate("a red circle", seed=5, guidance=3.0).frames)

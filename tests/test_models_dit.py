@@ -91,6 +91,23 @@ def test_zero_init_cond_is_a_no_op_until_trained() -> None:
         m(x, tt, text, mask, cond=torch.randn(2, 16, 3, 4, 6))
 
 
+def test_self_conditioning_starts_as_a_no_op_and_reads_the_estimate_once_trained() -> None:
+    torch.manual_seed(0)
+    m = _pretend_trained(DiT(DiTConfig(**SMALL, self_condition=True)), skip=("cond_embed", "camera_embed.2", "self_cond_embed"))
+    x, tt, text, mask = _inputs(2, 3, 4, 6, 4, 32)
+    estimate = torch.randn_like(x)
+    with torch.no_grad():
+        plain = m(x, tt, text, mask)
+        torch.testing.assert_close(m(x, tt, text, mask, x0_estimate=estimate), plain, atol=0, rtol=0)
+        m.self_cond_embed.weight.normal_(std=0.1)  # as if trained
+        m.self_cond_embed.bias.normal_(std=0.1)
+        torch.testing.assert_close(m(x, tt, text, mask, x0_estimate=torch.zeros_like(x)), m(x, tt, text, mask), atol=0, rtol=0)  # None = zeros
+        assert not torch.allclose(m(x, tt, text, mask, x0_estimate=estimate), m(x, tt, text, mask), atol=1e-4)
+    with pytest.raises(KinemaInputError, match="x0_estimate"):
+        m(x, tt, text, mask, x0_estimate=estimate[:, :, :2])
+    assert DiT(DiTConfig(**SMALL)).self_cond_embed is None
+
+
 def test_zero_init_camera_is_a_no_op_until_trained() -> None:
     torch.manual_seed(0)
     m = _pretend_trained(DiT(DiTConfig(**SMALL, camera_dim=6)))
@@ -212,7 +229,7 @@ def test_conv_head_output_starts_at_zero_and_mixes_neighbouring_tokens() -> None
         DiTConfig(**SMALL, head_channels=-1)
 
 
-@pytest.mark.parametrize("option", [{"head_channels": 6}, {"absolute_positions": True}])
+@pytest.mark.parametrize("option", [{"head_channels": 6}, {"absolute_positions": True}, {"self_condition": True}])
 def test_optional_parts_flops_match_a_counter(option: dict) -> None:
     m = DiT(DiTConfig(**SMALL, **option))
     b, t, h, w, text_len = 1, 3, 6, 10, 5

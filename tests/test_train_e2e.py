@@ -193,6 +193,32 @@ def test_image_steps_train_on_frames_encoded_alone(tiny_run, tmp_path):
             validate(broken)
 
 
+def test_self_conditioning_trains_on_half_the_batch_given_the_models_own_estimate(tiny_run, tmp_path):
+    """dit.model.self_condition: half the samples (by the step's generator) get x_t - t v from a
+    gradient-free pass, the rest zeros; the zero-initialised input then learns."""
+    from kinema.train.dit_trainer import build_dit, self_condition_input, train_dit
+    from kinema.train.latents import LatentCache
+
+    torch.manual_seed(0)
+    model = build_dit({"hidden": 32, "depth": 1, "heads": 2, "self_condition": True}, 4, 384)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn(p.shape))
+    xt, t = torch.randn(8, 4, 3, 4, 4), torch.rand(8)
+    text, mask, camera = torch.randn(8, 5, 384), torch.ones(8, 5, dtype=torch.bool), torch.zeros(8, 4)
+    estimate = self_condition_input(model, xt, t, text, mask, None, camera, torch.Generator().manual_seed(3))
+    given = estimate.flatten(1).abs().sum(1) > 0
+    assert 0 < int(given.sum()) < 8
+    with torch.no_grad():
+        own = xt - t.view(-1, 1, 1, 1, 1) * model(xt, t, text, mask, None, camera)
+    torch.testing.assert_close(estimate[given], own[given], atol=1e-5, rtol=1e-5)
+
+    cfg = load_config(TINY, output_dir=str(tiny_run))
+    cfg.dit.model = {**cfg.dit.model, "self_condition": True}
+    _, _, trained = train_dit(cfg, LatentCache.load(tiny_run / "cache"), 384, DistInfo(), tmp_path / "ckpt")
+    assert trained.self_cond_embed.weight.abs().sum() > 0
+
+
 def test_cache_subset_per_bucket(tmp_path):
     from kinema.train.latents import _subset
 

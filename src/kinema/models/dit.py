@@ -64,6 +64,11 @@ class DiTConfig:
     # largest offset per axis with its own entry (further offsets share the last). Two 50-minute trials at 8 read
     # no better than the control, nor kept objects steadier (docs/benchmarks.md), so the built-in model keeps 0.
     attention_bias_range: int = 0
+    # Self-conditioning (Chen et al. 2022, "Analog Bits"; RIN): the model also reads its own previous estimate of
+    # the clean latents through a zero-initialised input, so each sampling step refines the layout the last one
+    # chose instead of deciding it afresh (objects that split and re-form between steps). Training feeds half
+    # the samples an estimate from a gradient-free forward pass, the rest zeros; sampling feeds the last step's.
+    self_condition: bool = False
 
     def __post_init__(self) -> None:
         if self.cond_channels is None:
@@ -331,6 +336,7 @@ class DiT(nn.Module):
         self.patch_volume = pt * ph * pw
         self.x_embed = nn.Linear(cfg.latent_channels * self.patch_volume, d)
         self.cond_embed = nn.Linear(cfg.cond_channels * self.patch_volume, d)
+        self.self_cond_embed = nn.Linear(cfg.latent_channels * self.patch_volume, d) if cfg.self_condition else None
         self.pos_embed = nn.Linear(POSITION_FEATURES, d) if cfg.absolute_positions else None
         self.t_embed = nn.Sequential(nn.Linear(256, d), nn.SiLU(), nn.Linear(d, d))
         self.pool_embed = nn.Sequential(nn.Linear(cfg.text_dim, d), nn.SiLU(), nn.Linear(d, d))
@@ -360,6 +366,8 @@ class DiT(nn.Module):
         nn.init.normal_(self.null_token, std=0.02)
         # adaLN-zero: the model starts as "predict zero velocity"; with a conv head, its last conv starts at zero.
         zero = [self.cond_embed, self.final.ada[-1]] + [b.ada[-1] for b in self.blocks]
+        if self.self_cond_embed is not None:
+            zero.append(self.self_cond_embed)
         zero.append(self.final.linear if self.head is None else self.head.conv2)
         if self.camera_embed is not None:
             zero.append(self.camera_embed[-1])
@@ -399,8 +407,12 @@ class DiT(nn.Module):
         cond: torch.Tensor | None = None,
         camera: torch.Tensor | None = None,
         return_scene: bool = False,
+        x0_estimate: torch.Tensor | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Velocity (noise - x0) for normalised latents x [B,C,T',h,w] at times t [B] in [0, 1].
+
+        `x0_estimate` (like x) is the previous estimate of the clean latents a
+        self-conditioned model reads (`self_condition`); None means none yet (zeros).
 
         With `return_scene` (training a model with a scene head), also the scene
         logits [B, classes, T'', gh, gw] on the token grid.
@@ -416,6 +428,12 @@ class DiT(nn.Module):
             if cond.shape[1] != cfg.cond_channels or cond.shape[2:] != x.shape[2:]:
                 raise KinemaInputError(f"cond must be [B, {cfg.cond_channels}, {', '.join(map(str, x.shape[2:]))}], got {list(cond.shape)}")
             tokens = tokens + self.cond_embed(self.patchify(cond.to(x.dtype)))
+        if self.self_cond_embed is not None:
+            if x0_estimate is None:
+                x0_estimate = torch.zeros_like(x)
+            elif x0_estimate.shape != x.shape:
+                raise KinemaInputError(f"x0_estimate must be shaped like the latents {list(x.shape)}, got {list(x0_estimate.shape)}")
+            tokens = tokens + self.self_cond_embed(self.patchify(x0_estimate.to(x.dtype)))
 
         text = text.to(x.dtype)
         mask = text_mask.to(torch.bool)
@@ -467,6 +485,8 @@ class DiT(nn.Module):
             f += 2 * n * POSITION_FEATURES * d
         if with_cond:
             f += 2 * n * cfg.cond_channels * self.patch_volume * d
+        if cfg.self_condition:
+            f += 2 * n * cfg.latent_channels * self.patch_volume * d
         f += 2 * (256 * d + d * d) + 2 * (cfg.text_dim * d + d * d)  # timestep and pooled-text MLPs
         if self.camera_embed is not None:
             f += 2 * (cfg.camera_dim * d + d * d)

@@ -158,6 +158,23 @@ class DiTBatches:
         return torch.where(torch.as_tensor(swap), ids[torch.as_tensor(pick)], cap)
 
 
+def self_condition_input(model, xt: torch.Tensor, t: torch.Tensor, text: torch.Tensor, mask: torch.Tensor, cond: torch.Tensor | None, camera: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """The clean-latent estimate a self-conditioned DiT reads while training (Chen et al. 2022).
+
+    Half the samples get the model's own estimate x_t - t v from a gradient-free
+    forward pass without one (as sampling's first step), the rest zeros, so the
+    model learns both to start and to refine. Only the chosen half runs the extra pass.
+    """
+    pick = torch.rand(xt.shape[0], generator=g) < 0.5
+    estimate = torch.zeros_like(xt)
+    if pick.any():
+        i = pick.nonzero().squeeze(1)
+        with torch.no_grad():
+            v = model(xt[i], t[i], text[i], mask[i], None if cond is None else cond[i], camera[i]).float()
+        estimate[i] = xt[i] - t[i].view(-1, 1, 1, 1, 1) * v
+    return estimate
+
+
 def train_dit(
     cfg: TrainConfig,
     cache: LatentCache,
@@ -198,10 +215,11 @@ def train_dit(
         model.train()
         labels = batches.scene_targets(step)
         with autocast(d.precision):
+            x0_estimate = self_condition_input(model, xt, t, text, mask, cond, camera, g) if model.config.self_condition else None
             if scene_fields:
-                pred, logits = net(xt, t, text, mask, cond, camera, return_scene=True)
+                pred, logits = net(xt, t, text, mask, cond, camera, return_scene=True, x0_estimate=x0_estimate)
             else:
-                pred = net(xt, t, text, mask, cond, camera)
+                pred = net(xt, t, text, mask, cond, camera, x0_estimate=x0_estimate)
         target = velocity_target(x0, noise)
         weights = None if d.object_loss_weight == 1 else object_weights(labels, patch[1:], d.object_loss_weight)
         total = flow_loss(pred, target, weights)
