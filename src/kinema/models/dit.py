@@ -68,6 +68,7 @@ class DiTConfig:
     # the clean latents through a zero-initialised input, so each sampling step refines the layout the last one
     # chose instead of deciding it afresh (objects that split and re-form between steps). Training feeds half
     # the samples an estimate from a gradient-free forward pass, the rest zeros; sampling feeds the last step's.
+    # Two 50-minute trials read no better than the control (docs/benchmarks.md), so the built-in model keeps False.
     self_condition: bool = False
 
     def __post_init__(self) -> None:

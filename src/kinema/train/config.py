@@ -115,7 +115,8 @@ class DiTStageConfig:
     noise_frame_correlation: float = 0.0
     # Image-video joint training (Latte, Open-Sora): this share of optimizer steps trains on single frames
     # (one-frame latents, each encoded alone as the engine encodes an image), `image_batch_multiplier` times
-    # the batch, since a frame is a fifth of a 2 s clip's tokens. 0 = video batches only.
+    # the batch, since a frame is a fifth of a 2 s clip's tokens. 0 = video batches only. Two 50-minute trials at
+    # 0.35 read no better than the control (docs/benchmarks.md), so the built-in recipe keeps 0.
     image_fraction: float = 0.0
     image_batch_multiplier: int = 4
 
