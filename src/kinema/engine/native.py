@@ -388,19 +388,15 @@ class NativeBackend:
             extra["camera"] = camera_tensor([resolved.camera]).to(self.device, self.dtype)
         cond_text, cond_mask, uncond_text, uncond_mask = text
 
-        if not self._dit.config.self_condition:
+        # A self-conditioned DiT reads the last step's guided clean-latent estimate in both branches (zeros at first).
+        estimate = torch.zeros_like(x) if self._dit.config.self_condition else None
 
-            def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-                return cfg_velocity(self._dit, x, t, cond_text, cond_mask, uncond_text, uncond_mask, resolved.guidance, **extra)
-
-        else:  # both branches read the last step's guided estimate of the clean latents (zeros at first)
-            estimate = torch.zeros_like(x)
-
-            def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-                nonlocal estimate
-                v = cfg_velocity(self._dit, x, t, cond_text, cond_mask, uncond_text, uncond_mask, resolved.guidance, x0_estimate=estimate, **extra)
+        def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            nonlocal estimate
+            v = cfg_velocity(self._dit, x, t, cond_text, cond_mask, uncond_text, uncond_mask, resolved.guidance, x0_estimate=estimate, **extra)
+            if estimate is not None:
                 estimate = x - t * v
-                return v
+            return v
 
         latents = SAMPLERS[resolved.sampler](velocity, x, timesteps, progress)
         for j, z in pinned.items():

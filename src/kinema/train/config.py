@@ -121,6 +121,11 @@ class DiTStageConfig:
     image_batch_multiplier: int = 4
 
     @property
+    def uses_frame_tasks(self) -> bool:
+        """Whether any frame-conditioning task has weight, so every batch carries a `cond` tensor."""
+        return any(v > 0 for k, v in self.tasks.items() if k != "text")
+
+    @property
     def uses_scene_labels(self) -> bool:
         """Whether training reads per-token scene labels (the scene loss or the object weighting is on)."""
         return self.scene_loss_weight > 0 or self.object_loss_weight != 1

@@ -82,7 +82,7 @@ class DiTBatches:
         cap, drop = self._captions(clips, rng)
         d = self.cfg.dit
         cond = None
-        if any(v > 0 for k, v in d.tasks.items() if k != "text"):
+        if d.uses_frame_tasks:
             images = FrameLatents((self.cache.frame_latents[key][rows].float() - self.mean[:, :, 0]) / self.std[:, :, 0], self.cache.frame_index[key][rows])
             cond = build_cond(x0, sample_tasks(d.tasks, len(rows), rng), images, rng)
         camera = self.cache.camera[key][rows].clone()
@@ -133,7 +133,7 @@ class DiTBatches:
         cap, _ = self._captions(self.cache.clip_ids[key][rows].numpy(), rng)
         text, mask = self._text(cap)
         b, c = x0.shape[:2]
-        cond = x0.new_zeros(b, c + 1, *x0.shape[2:]) if any(v > 0 for k, v in d.tasks.items() if k != "text") else None
+        cond = x0.new_zeros(b, c + 1, *x0.shape[2:]) if d.uses_frame_tasks else None
         return x0, text, mask, cond, torch.zeros(b, CAMERA_DIM), rng
 
     def scene_targets(self, step: int) -> torch.Tensor | None:
@@ -205,8 +205,7 @@ def train_dit(
     batches = DiTBatches(cache, cfg, dist, scene_labels if d.uses_scene_labels else None)
 
     def step_fn(step: int) -> tuple[float, int]:
-        image_step = batches.is_image_step(step)
-        x0, text, mask, cond, camera, rng = batches.image_batch(step) if image_step else batches(step)
+        x0, text, mask, cond, camera, rng = batches.image_batch(step) if batches.is_image_step(step) else batches(step)
         g = torch.Generator().manual_seed(int(rng.integers(2**62)))
         b = x0.shape[0]
         t = apply_shift(sample_training_t(b, g, d.t_mean, d.t_std, d.t_uniform_fraction), batch_shift(d, patch, tuple(x0.shape)))
