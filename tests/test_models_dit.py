@@ -7,7 +7,17 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from kinema.errors import KinemaInputError
-from kinema.models.dit import DiT, DiTConfig, absolute_position_features, apply_rope, attend, relative_offsets, rope_3d
+from kinema.models.dit import (
+    DiT,
+    DiTConfig,
+    absolute_position_features,
+    along_time,
+    apply_rope,
+    attend,
+    relative_offsets,
+    rope_3d,
+    temporal_dct_matrix,
+)
 from kinema.models.io import load_pretrained, save_pretrained
 
 SMALL = dict(hidden=64, depth=2, heads=2, text_dim=32)
@@ -305,3 +315,34 @@ def test_attention_bias_gets_gradients_and_saves(tmp_path) -> None:
     assert m.blocks[0].attn.position_bias.grad.abs().sum().item() > 0
     save_pretrained(m, tmp_path / "dit")
     assert load_pretrained(tmp_path / "dit").config.attention_bias_range == 3
+
+
+@pytest.mark.parametrize("frames", [1, 3, 5, 9])
+def test_temporal_dct_is_orthonormal_and_its_first_row_is_the_scaled_mean(frames: int) -> None:
+    basis = temporal_dct_matrix(frames, dtype=torch.float64)
+    torch.testing.assert_close(basis @ basis.T, torch.eye(frames, dtype=torch.float64))
+    torch.testing.assert_close(basis[0], torch.full((frames,), frames**-0.5, dtype=torch.float64))
+    still = torch.randn(2, 3, 1, 4, 4, dtype=torch.float64).expand(2, 3, frames, 4, 4)
+    coefficients = along_time(still, basis)
+    assert coefficients[:, :, 1:].abs().sum().item() < 1e-10  # a video that stays put is one DC token per cell
+
+
+def test_dct_basis_is_the_frames_dit_between_a_transform_and_its_inverse() -> None:
+    """A "dct" DiT is exactly the "frames" DiT with the same weights, fed DCT coefficients and inverted after."""
+    torch.manual_seed(0)
+    dct = _pretend_trained(DiT(DiTConfig(**SMALL, temporal_basis="dct", camera_dim=3)), skip=())
+    frames = DiT(DiTConfig(**SMALL, camera_dim=3)).eval()
+    frames.load_state_dict(dct.state_dict())
+    x, tt, text, mask = _inputs(2, 5, 4, 6, 4, 32)
+    cond = torch.randn(2, 17, 5, 4, 6)
+    camera = torch.randn(2, 3)
+    basis = temporal_dct_matrix(5)
+    with torch.no_grad():
+        expected = along_time(frames(along_time(x, basis), tt, text, mask, along_time(cond, basis), camera), basis.T)
+        got = dct(x, tt, text, mask, cond, camera)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    assert (got - frames(x, tt, text, mask, cond, camera).detach()).abs().max().item() > 1e-3  # the basis matters
+    with pytest.raises(ValueError, match="temporal_basis must be one of"):
+        DiTConfig(**SMALL, temporal_basis="wavelet")
+    with pytest.raises(ValueError, match="scene head"):
+        DiTConfig(**SMALL, temporal_basis="dct", scene_classes=4)

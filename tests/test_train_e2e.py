@@ -219,6 +219,20 @@ def test_self_conditioning_trains_on_half_the_batch_given_the_models_own_estimat
     assert trained.self_cond_embed.weight.abs().sum() > 0
 
 
+def test_a_dct_basis_dit_trains_and_saves_its_basis(tiny_run, tmp_path):
+    """dit.model.temporal_basis = "dct" reaches the model the trainer builds, and a saved model keeps it."""
+    from kinema.models.io import load_pretrained, save_pretrained
+    from kinema.train.dit_trainer import train_dit
+    from kinema.train.latents import LatentCache
+
+    cfg = load_config(TINY, output_dir=str(tiny_run))
+    cfg.dit.model = {**cfg.dit.model, "temporal_basis": "dct"}
+    _, _, trained = train_dit(cfg, LatentCache.load(tiny_run / "cache"), 384, DistInfo(), tmp_path / "ckpt")
+    assert trained.config.temporal_basis == "dct" and trained.final.linear.weight.abs().sum() > 0
+    save_pretrained(trained, tmp_path / "dit")
+    assert load_pretrained(tmp_path / "dit").config.temporal_basis == "dct"
+
+
 def test_cache_subset_per_bucket(tmp_path):
     from kinema.train.latents import _subset
 

@@ -28,6 +28,9 @@ from kinema.models.io import register_model
 from kinema.models.layers import count_params
 
 
+TEMPORAL_BASES = ("frames", "dct")
+
+
 @dataclass
 class DiTConfig:
     latent_channels: int = 16
@@ -70,6 +73,14 @@ class DiTConfig:
     # the samples an estimate from a gradient-free forward pass, the rest zeros; sampling feeds the last step's.
     # Two 50-minute trials read no better than the control (docs/benchmarks.md), so the built-in model keeps False.
     self_condition: bool = False
+    # The basis the tokens see along time. "frames": a token is one (group of) latent frame(s). "dct": the latents
+    # (and the frame-conditioning and self-conditioning inputs) go through an orthonormal DCT-II over the latent
+    # frames before patchifying, and the velocity comes back through its inverse, so a token is one temporal
+    # frequency of its cells: what stays put over the clip is one token's content (the DC term), not the same
+    # content redrawn by every frame's token, which an underfit DiT redraws differently (objects that pulse,
+    # split and re-form at the token frames' stride). The transform is orthonormal, so noise, losses and the
+    # sampler see exactly what they see in "frames"; only the DiT's inductive bias changes.
+    temporal_basis: str = "frames"
 
     def __post_init__(self) -> None:
         if self.cond_channels is None:
@@ -86,6 +97,10 @@ class DiTConfig:
             raise ValueError(f"head_channels must be >= 0, got {self.head_channels}")
         if self.attention_bias_range < 0:
             raise ValueError(f"attention_bias_range must be >= 0, got {self.attention_bias_range}")
+        if self.temporal_basis not in TEMPORAL_BASES:
+            raise ValueError(f"temporal_basis must be one of {', '.join(TEMPORAL_BASES)}, got {self.temporal_basis!r}")
+        if self.temporal_basis != "frames" and self.scene_classes:
+            raise ValueError("the scene head reads tokens per latent frame: it needs temporal_basis = 'frames'")
 
 
 # --- positions ------------------------------------------------------------------
@@ -149,6 +164,20 @@ def relative_offsets(grid: tuple[int, int, int], max_offset: int, device: torch.
     axes = torch.meshgrid(*(torch.arange(n, device=device) for n in grid), indexing="ij")
     pos = torch.stack([a.reshape(-1) for a in axes])  # [3, N]
     return (pos[:, :, None] - pos[:, None, :]).clamp(-max_offset, max_offset) + max_offset
+
+
+def temporal_dct_matrix(frames: int, device: torch.device | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Orthonormal DCT-II [frames, frames]: row k is temporal frequency k (row 0: the mean, scaled)."""
+    n = torch.arange(frames, dtype=torch.float64)
+    k = n[:, None]
+    basis = torch.cos(torch.pi * (n[None, :] + 0.5) * k / frames) * (2.0 / frames) ** 0.5
+    basis[0] /= 2.0**0.5
+    return basis.to(device=device, dtype=dtype)
+
+
+def along_time(x: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+    """Apply `matrix` [T, T] to the time axis of x [B, C, T, H, W]."""
+    return torch.einsum("kn,bcnhw->bckhw", matrix.to(x.dtype), x)
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -422,19 +451,21 @@ class DiT(nn.Module):
         if x.ndim != 5 or x.shape[1] != cfg.latent_channels:
             raise KinemaInputError(f"latents must be [B, {cfg.latent_channels}, T', h, w], got {list(x.shape)}")
         grid = self.grid(*x.shape[2:])
-        tokens = self.x_embed(self.patchify(x))
+        dct = temporal_dct_matrix(x.shape[2], x.device) if cfg.temporal_basis == "dct" else None
+        to_basis = (lambda v: along_time(v, dct)) if dct is not None else (lambda v: v)
+        tokens = self.x_embed(self.patchify(to_basis(x)))
         if self.pos_embed is not None:
             tokens = tokens + self.pos_embed(absolute_position_features(grid, x.device).to(x.dtype))
         if cond is not None:
             if cond.shape[1] != cfg.cond_channels or cond.shape[2:] != x.shape[2:]:
                 raise KinemaInputError(f"cond must be [B, {cfg.cond_channels}, {', '.join(map(str, x.shape[2:]))}], got {list(cond.shape)}")
-            tokens = tokens + self.cond_embed(self.patchify(cond.to(x.dtype)))
+            tokens = tokens + self.cond_embed(self.patchify(to_basis(cond.to(x.dtype))))
         if self.self_cond_embed is not None:
             if x0_estimate is None:
                 x0_estimate = torch.zeros_like(x)
             elif x0_estimate.shape != x.shape:
                 raise KinemaInputError(f"x0_estimate must be shaped like the latents {list(x.shape)}, got {list(x0_estimate.shape)}")
-            tokens = tokens + self.self_cond_embed(self.patchify(x0_estimate.to(x.dtype)))
+            tokens = tokens + self.self_cond_embed(self.patchify(to_basis(x0_estimate.to(x.dtype))))
 
         text = text.to(x.dtype)
         mask = text_mask.to(torch.bool)
@@ -461,6 +492,8 @@ class DiT(nn.Module):
                     raise ValueError("this DiT has no scene head (scene_classes = 0)")
                 scene = self.scene_head(tokens).transpose(1, 2).reshape(b, -1, *grid)
         velocity = self.unpatchify(self.final(tokens, c), grid)
+        if dct is not None:
+            velocity = along_time(velocity, dct.T)  # orthonormal: the inverse is the transpose
         if self.head is not None:
             velocity = self.head(velocity)
         return (velocity, scene) if return_scene else velocity
