@@ -1,4 +1,4 @@
-"""How the judge's figure grows over a DiT training run: its EMA weights at saved checkpoints.
+"""How the judge's figure grows over a DiT training run: its EMA (or raw) weights at saved checkpoints.
 
 The trainer keeps only its latest `checkpoints/dit/checkpoint.pt`, so copies of
 it taken while a run goes on (e.g. one per `checkpoint_every_minutes`) are the
@@ -30,11 +30,12 @@ from kinema.evaluate.suite import build_suite
 from kinema.models.io import load_pretrained
 
 
-def ema_model_dir(model_dir: Path, checkpoint: Path, out: Path) -> dict:
-    """`model_dir` with its DiT replaced by the checkpoint's EMA weights; returns the checkpoint's counters."""
+def ema_model_dir(model_dir: Path, checkpoint: Path, out: Path, weights: str = "ema") -> dict:
+    """`model_dir` with its DiT replaced by the checkpoint's EMA (or, with `weights="raw"`, its
+    optimizer's own) weights; returns the checkpoint's counters."""
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     dit = load_pretrained(model_dir / "dit")
-    dit.load_state_dict(state["ema"]["model"])
+    dit.load_state_dict(state["ema"]["model"] if weights == "ema" else state["model"])
     write_model_dir(model_dir, dit, out)
     return {"step": int(state["step"]), "minutes": round(float(state["seconds"]) / 60, 1), "samples": int(state["samples"]), "loss": float(state["loss"])}
 
@@ -45,6 +46,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, required=True, help="the finished run's model directory")
     parser.add_argument("--limit", type=int, default=24, help="first N seen prompts")
     parser.add_argument("--guidance", type=float, default=None, help="default: the model's own")
+    parser.add_argument("--weights", choices=["ema", "raw"], default="ema", help="the EMA weights (as exported) or the raw ones")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
@@ -52,14 +54,14 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for ckpt in args.checkpoints:
-            row = ema_model_dir(args.model, ckpt, Path(tmp) / "model")
+            row = ema_model_dir(args.model, ckpt, Path(tmp) / "model", args.weights)
             result = evaluate(suite_generator(str(Path(tmp) / "model"), None, args.guidance), suite, progress=False)
             row.update({"checkpoint": ckpt.name, "overall": result["overall"], "accuracy": result["accuracy"]})
             rows.append(row)
             print(json.dumps(row), flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"model": str(args.model), "suite": "seen", "items": len(suite), "guidance": args.guidance, "rows": rows}, indent=2) + "\n")
+        args.json.write_text(json.dumps({"model": str(args.model), "weights": args.weights, "suite": "seen", "items": len(suite), "guidance": args.guidance, "rows": rows}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
