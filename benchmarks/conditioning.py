@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from kinema import Pipeline
+from kinema.conditioning import plan
 from kinema.evaluate.run import ground_truth
 from kinema.evaluate.suite import build_suite
 from kinema.world.captions import canonical_caption
@@ -121,7 +122,7 @@ def part_extend(pipe: Pipeline, items, steps: int | None, seconds: float) -> dic
             f = v.frames.astype(np.float32)
             diffs = np.abs(np.diff(f, axis=0)).mean(axis=(1, 2, 3))  # diffs[i] = |frame i+1 - frame i|
             median = float(np.median(diffs))
-            window_new = pipe.backend.config.window_frames - 5
+            window_new = pipe.backend.config.window_frames - plan.OVERLAP_FRAMES
             seams = [given + k * window_new for k in range((len(f) - given - 1) // window_new + 1)]
             for k, s in enumerate(seams):
                 r = float(diffs[s - 1] / max(median, 1e-6))
@@ -201,13 +202,19 @@ def main() -> None:
     parser.add_argument("--rss", default="10,120", help="durations (s) whose peak RSS to compare; empty to skip")
     parser.add_argument("--size", type=int, default=64, help="side of the square held-out clips used (the model's default size)")
     parser.add_argument("--json", default=None)
+    parser.add_argument(
+        "--overlap-frames", type=int, default=None,
+        help="probe: frames each window shares with the one before (the engine's 1 + 4k constant, overridden for this process)",
+    )
     args = parser.parse_args()
+    if args.overlap_frames is not None:
+        plan.OVERLAP_FRAMES = args.overlap_frames
 
     pipe = Pipeline.from_model(args.model)
     pipe.load()
     items = [it for it in build_suite("heldout", size=args.size) if it.clip.height == it.clip.width == args.size][: args.items]
     parts = args.parts.split(",")
-    out: dict = {"model": args.model or "builtin", "torch_threads": torch.get_num_threads()}
+    out: dict = {"model": args.model or "builtin", "torch_threads": torch.get_num_threads(), "overlap_frames": plan.OVERLAP_FRAMES}
     runners = {
         "i2v": lambda: part_i2v(pipe, items, args.steps),
         "first_last": lambda: part_first_last(pipe, items, args.steps),
