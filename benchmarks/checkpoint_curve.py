@@ -30,7 +30,7 @@ from kinema.evaluate.suite import build_suite
 from kinema.models.io import load_pretrained
 
 
-def ema_model_dir(model_dir: Path, checkpoint: Path, out: Path, weights: str = "ema") -> dict:
+def checkpoint_model_dir(model_dir: Path, checkpoint: Path, out: Path, weights: str = "ema") -> dict:
     """`model_dir` with its DiT replaced by the checkpoint's EMA (or, with `weights="raw"`, its
     optimizer's own) weights; returns the checkpoint's counters."""
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
@@ -54,7 +54,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for ckpt in args.checkpoints:
-            row = ema_model_dir(args.model, ckpt, Path(tmp) / "model", args.weights)
+            row = checkpoint_model_dir(args.model, ckpt, Path(tmp) / "model", args.weights)
             result = evaluate(suite_generator(str(Path(tmp) / "model"), None, args.guidance), suite, progress=False)
             row.update({"checkpoint": ckpt.name, "overall": result["overall"], "accuracy": result["accuracy"]})
             rows.append(row)
