@@ -174,3 +174,12 @@ def test_frame_correlated_noise_shares_a_part_across_frames_and_zero_is_plain_ra
         flow.frame_correlated_noise(shape, None, 1.0)
     with pytest.raises(ValueError, match="B, C, T, H, W"):
         flow.frame_correlated_noise((2, 3), None, 0.5)
+
+
+def test_clean_estimate_inverts_add_noise_given_the_true_velocity() -> None:
+    g = torch.Generator().manual_seed(0)
+    x0, noise = torch.randn(3, 4, 2, 5, 5, generator=g), torch.randn(3, 4, 2, 5, 5, generator=g)
+    t = torch.rand(3, generator=g)
+    xt, v = flow.add_noise(x0, noise, t), flow.velocity_target(x0, noise)
+    torch.testing.assert_close(flow.clean_estimate(xt, v, t), x0)  # one t per sample
+    torch.testing.assert_close(flow.clean_estimate(flow.add_noise(x0, noise, t[:1].expand(3)), v, t[0]), x0)  # one t for all

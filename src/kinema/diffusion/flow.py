@@ -82,6 +82,17 @@ def add_noise(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.T
     return (1.0 - tb) * x0 + tb * noise
 
 
+def clean_estimate(x_t: torch.Tensor, velocity: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
+    """x0 = x_t - t v: the clean latents a velocity implies at time t (a scalar, or one per sample).
+
+    The inverse of `add_noise` given the velocity, shared by the sampler that
+    extrapolates it and by self-conditioning, which trains and samples on it.
+    """
+    if isinstance(t, torch.Tensor) and t.ndim == 1:
+        t = t.view(-1, *([1] * (x_t.ndim - 1)))
+    return x_t - t * velocity
+
+
 def velocity_target(x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     return noise - x0
 

@@ -22,6 +22,8 @@ from typing import Callable, Protocol
 
 import torch
 
+from kinema.diffusion.flow import clean_estimate
+
 VelocityFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Progress = Callable[[int, int], None]
 
@@ -92,7 +94,7 @@ def dpmpp_2m(velocity_fn: VelocityFn, x: torch.Tensor, timesteps: torch.Tensor, 
     h_prev = math.inf
     for i in range(total):
         t, t_next = ts[i], ts[i + 1]
-        x0 = x - timesteps[i] * velocity_fn(x, timesteps[i])
+        x0 = clean_estimate(x, velocity_fn(x, timesteps[i]), timesteps[i])
         if t_next <= 0.0:
             x = x0
         else:

@@ -395,7 +395,7 @@ class NativeBackend:
             nonlocal estimate
             v = cfg_velocity(self._dit, x, t, cond_text, cond_mask, uncond_text, uncond_mask, resolved.guidance, x0_estimate=estimate, **extra)
             if estimate is not None:
-                estimate = x - t * v
+                estimate = flow.clean_estimate(x, v, t)
             return v
 
         latents = SAMPLERS[resolved.sampler](velocity, x, timesteps, progress)

@@ -21,7 +21,7 @@ import torch
 
 from kinema.conditioning.camera import CAMERA_DIM
 from kinema.conditioning.tasks import FrameLatents, build_cond, sample_tasks
-from kinema.diffusion.flow import add_noise, apply_shift, flow_loss, frame_correlated_noise, sample_training_t, shift_for_tokens, temporal_difference_loss, velocity_target
+from kinema.diffusion.flow import add_noise, apply_shift, clean_estimate, flow_loss, frame_correlated_noise, sample_training_t, shift_for_tokens, temporal_difference_loss, velocity_target
 from kinema.errors import KinemaInputError
 from kinema.models.io import config_from_dict
 from kinema.train.buckets import BucketSampler
@@ -171,7 +171,7 @@ def self_condition_input(model, xt: torch.Tensor, t: torch.Tensor, text: torch.T
         i = pick.nonzero().squeeze(1)
         with torch.no_grad():
             v = model(xt[i], t[i], text[i], mask[i], None if cond is None else cond[i], camera[i]).float()
-        estimate[i] = xt[i] - t[i].view(-1, 1, 1, 1, 1) * v
+        estimate[i] = clean_estimate(xt[i], v, t[i])
     return estimate
 
 
