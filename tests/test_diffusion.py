@@ -176,6 +176,26 @@ def test_frame_correlated_noise_shares_a_part_across_frames_and_zero_is_plain_ra
         flow.frame_correlated_noise((2, 3), None, 0.5)
 
 
+def test_noise_estimate_recovers_the_noise_given_the_true_velocity() -> None:
+    g = torch.Generator().manual_seed(3)
+    x0, noise = torch.randn(3, 4, 2, 5, 5, generator=g), torch.randn(3, 4, 2, 5, 5, generator=g)
+    t = torch.rand(3, generator=g)
+    v = flow.velocity_target(x0, noise)
+    torch.testing.assert_close(flow.noise_estimate(flow.add_noise(x0, noise, t), v, t), noise)
+    torch.testing.assert_close(flow.noise_estimate(flow.add_noise(x0, noise, t[:1].expand(3)), v, float(t[0])), noise)
+
+
+def test_rectified_noise_moves_towards_the_estimate_by_strength_times_t() -> None:
+    g = torch.Generator().manual_seed(4)
+    noise, estimate = torch.randn(2, 3, 2, 4, 4, generator=g), torch.randn(2, 3, 2, 4, 4, generator=g)
+    t = torch.tensor([0.25, 1.0])
+    torch.testing.assert_close(flow.rectified_noise(noise, noise, t, 1.0), noise)  # a perfect estimate changes nothing
+    torch.testing.assert_close(flow.rectified_noise(noise, estimate, t, 0.0), noise)
+    moved = flow.rectified_noise(noise, estimate, t, 0.5)
+    torch.testing.assert_close(moved[0], noise[0] + 0.125 * (estimate[0] - noise[0]))
+    torch.testing.assert_close(moved[1], noise[1] + 0.5 * (estimate[1] - noise[1]))
+
+
 def test_clean_estimate_inverts_add_noise_given_the_true_velocity() -> None:
     g = torch.Generator().manual_seed(0)
     x0, noise = torch.randn(3, 4, 2, 5, 5, generator=g), torch.randn(3, 4, 2, 5, 5, generator=g)

@@ -65,6 +65,8 @@ def _write(tmp_path, text):
         ("[data]\nframe_counts = [1, 17]\n[dit]\ntemporal_loss_weight = 1\n", "at least 2 latent frames"),
         ("[dit]\nnoise_frame_correlation = 1.0\n", "noise_frame_correlation must be in"),
         ("[dit]\nscene_loss_weight = 0.5\nscene_loss_layer = 9\n", "scene_loss_layer must be between 1 and the DiT's depth 8"),
+        ("[dit]\nrectify = 1.5\n", "dit.rectify must be in [0, 1]"),
+        ("[dit]\ninput_perturbation = -0.1\n", "dit.input_perturbation must be >= 0"),
         ("cache_max_clips_per_bucket = -1\n", "cache_max_clips_per_bucket"),
     ],
 )

@@ -350,10 +350,12 @@ def test_ddp_two_processes_end_with_identical_weights(tiny_run, tmp_path):
     assert changed
 
 
-@pytest.mark.parametrize("option, value", [("temporal_loss_weight", 2.0), ("noise_frame_correlation", 0.5)])
+@pytest.mark.parametrize(
+    "option, value", [("temporal_loss_weight", 2.0), ("noise_frame_correlation", 0.5), ("rectify", 1.0), ("input_perturbation", 0.1)]
+)
 def test_training_options_change_the_update(tiny_run, tmp_path, option, value):
-    """dit.temporal_loss_weight adds a term to what is minimised, dit.noise_frame_correlation changes the
-    noise: either way the same batches give different weights."""
+    """dit.temporal_loss_weight adds a term to what is minimised; dit.noise_frame_correlation, dit.rectify
+    and dit.input_perturbation change the noise the model reads: either way the same batches give different weights."""
     from kinema.train.dit_trainer import train_dit
     from kinema.train.latents import LatentCache
 

@@ -97,6 +97,27 @@ def velocity_target(x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     return noise - x0
 
 
+def noise_estimate(x_t: torch.Tensor, velocity: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
+    """The noise a velocity implies at time t: x_t + (1 - t) v, the partner of `clean_estimate`."""
+    if isinstance(t, torch.Tensor) and t.ndim == 1:
+        t = t.view(-1, *([1] * (x_t.ndim - 1)))
+    return x_t + (1.0 - t) * velocity
+
+
+def rectified_noise(noise: torch.Tensor, estimate: torch.Tensor, t: torch.Tensor, strength: float) -> torch.Tensor:
+    """DREAM's training noise (Zhou et al. 2024): the true noise moved towards the model's own estimate of it.
+
+    Why: sampling feeds the model states built from its own noise estimates,
+    training from the true noise only, so the model never learns to correct its
+    own errors (exposure bias). Training on x_t = (1 - t) x0 + t n' with
+    n' = n + strength * t * (estimate - n), and the velocity target n' - x0, keeps
+    the clean target x0 while the input carries the model's error, weighted by
+    the noise level t (DREAM's adaptive lambda, its sqrt(1 - alpha_bar) here).
+    """
+    tb = t.view(-1, *([1] * (noise.ndim - 1)))
+    return noise + strength * tb * (estimate.to(noise.dtype) - noise)
+
+
 def flow_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
     """Mean-squared error between predicted and true velocity; with `weight` (broadcastable), the weighted mean."""
     se = (pred.float() - target.float()) ** 2

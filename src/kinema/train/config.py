@@ -119,6 +119,12 @@ class DiTStageConfig:
     # 0.35 read no better than the control (docs/benchmarks.md), so the built-in recipe keeps 0.
     image_fraction: float = 0.0
     image_batch_multiplier: int = 4
+    # Exposure bias, two remedies (0 = off). `rectify`: DREAM (Zhou et al. 2024), a gradient-free pass first
+    # estimates the noise and the training input carries the model's own error (flow.rectified_noise); costs
+    # one extra forward pass per step. `input_perturbation`: DDPM-IP (Ning et al. 2023), the input's noise gets
+    # an extra independent N(0, gamma^2) part that the velocity target leaves out; free.
+    rectify: float = 0.0
+    input_perturbation: float = 0.0
 
     @property
     def uses_frame_tasks(self) -> bool:
@@ -280,6 +286,10 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise KinemaInputError(f"dit.image_batch_multiplier must be >= 1, got {cfg.dit.image_batch_multiplier}")
     if cfg.dit.image_fraction > 0 and (cfg.dit.uses_scene_labels or cfg.dit.temporal_loss_weight > 0):
         raise KinemaInputError("dit.image_fraction > 0 cannot be combined with the scene labels or the temporal loss (both need whole clips)")
+    if not 0.0 <= cfg.dit.rectify <= 1.0:
+        raise KinemaInputError(f"dit.rectify must be in [0, 1], got {cfg.dit.rectify}")
+    if cfg.dit.input_perturbation < 0:
+        raise KinemaInputError(f"dit.input_perturbation must be >= 0, got {cfg.dit.input_perturbation}")
     if cfg.cache_max_clips_per_bucket < 0:
         raise KinemaInputError(f"cache_max_clips_per_bucket must be >= 0, got {cfg.cache_max_clips_per_bucket}")
     return cfg

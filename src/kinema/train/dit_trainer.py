@@ -21,7 +21,19 @@ import torch
 
 from kinema.conditioning.camera import CAMERA_DIM
 from kinema.conditioning.tasks import FrameLatents, build_cond, sample_tasks
-from kinema.diffusion.flow import add_noise, apply_shift, clean_estimate, flow_loss, frame_correlated_noise, sample_training_t, shift_for_tokens, temporal_difference_loss, velocity_target
+from kinema.diffusion.flow import (
+    add_noise,
+    apply_shift,
+    clean_estimate,
+    flow_loss,
+    frame_correlated_noise,
+    noise_estimate,
+    rectified_noise,
+    sample_training_t,
+    shift_for_tokens,
+    temporal_difference_loss,
+    velocity_target,
+)
 from kinema.errors import KinemaInputError
 from kinema.models.io import config_from_dict
 from kinema.train.buckets import BucketSampler
@@ -175,6 +187,14 @@ def self_condition_input(model, xt: torch.Tensor, t: torch.Tensor, text: torch.T
     return estimate
 
 
+def own_noise_estimate(model, xt: torch.Tensor, t: torch.Tensor, text: torch.Tensor, mask: torch.Tensor, cond: torch.Tensor | None, camera: torch.Tensor, precision: str) -> torch.Tensor:
+    """The noise the model itself reads in x_t (gradient-free, eval mode), for `dit.rectify`."""
+    model.eval()
+    with torch.no_grad(), autocast(precision):
+        v = model(xt, t, text, mask, cond, camera).float()
+    return noise_estimate(xt, v, t)
+
+
 def train_dit(
     cfg: TrainConfig,
     cache: LatentCache,
@@ -210,7 +230,10 @@ def train_dit(
         b = x0.shape[0]
         t = apply_shift(sample_training_t(b, g, d.t_mean, d.t_std, d.t_uniform_fraction), batch_shift(d, patch, tuple(x0.shape)))
         noise = frame_correlated_noise(tuple(x0.shape), g, d.noise_frame_correlation)
-        xt = add_noise(x0, noise, t)
+        if d.rectify > 0:
+            noise = rectified_noise(noise, own_noise_estimate(model, add_noise(x0, noise, t), t, text, mask, cond, camera, d.precision), t, d.rectify)
+        model_noise = noise if d.input_perturbation == 0 else noise + d.input_perturbation * torch.randn(noise.shape, generator=g)
+        xt = add_noise(x0, model_noise, t)
         model.train()
         labels = batches.scene_targets(step)
         with autocast(d.precision):
