@@ -99,7 +99,7 @@ def _nearest_color(rgb: np.ndarray) -> list[str]:
 
 @dataclass(frozen=True)
 class ObjectReading:
-    """One object seen in the clip. `track` holds (frame, x, y, area) in image pixels."""
+    """One object seen in the clip. `track` holds (frame, x, y, area) as fractions of the frame's width, height and area."""
 
     color: str
     shape: str
