@@ -26,8 +26,7 @@ import numpy as np
 
 from kinema.engine.pipeline import Pipeline, builtin_model_dir
 from kinema.evaluate.suite import build_suite
-from kinema.world.judge import read_clip
-from kinema.world.scene import MOTION_DIRECTIONS
+from kinema.world.judge import direction_of, read_clip
 
 GROW_LOG = 2 * math.log(1.6)  # ln area ratio of `grow` over a clip
 NORMAL_SPEED = 0.22  # frame widths per second
@@ -43,8 +42,7 @@ def evidence(track: tuple[tuple[int, float, float, float], ...], fps: float, asp
     (_, la), *_ = np.linalg.lstsq(design, np.log(np.maximum(tr[:, 3], 1e-6)), rcond=None)
     (_, vx), *_ = np.linalg.lstsq(design, tr[:, 1], rcond=None)
     (_, vy), *_ = np.linalg.lstsq(design, tr[:, 2] * aspect, rcond=None)
-    direction = max(MOTION_DIRECTIONS, key=lambda n: vx * MOTION_DIRECTIONS[n][0] + vy * MOTION_DIRECTIONS[n][1])
-    return abs(la * span) / GROW_LOG, math.hypot(vx, vy) / NORMAL_SPEED, direction
+    return abs(la * span) / GROW_LOG, math.hypot(vx, vy) / NORMAL_SPEED, direction_of(vx, vy)
 
 
 def main() -> None:

@@ -77,8 +77,15 @@ def frame_correlated_noise(shape: tuple[int, ...], generator: torch.Generator | 
     return math.sqrt(correlation) * shared + math.sqrt(1.0 - correlation) * independent
 
 
+def per_sample(t: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor | float:
+    """Times shaped to broadcast over `like` [B, ...]: one per sample ([B]) gets trailing unit dims; a scalar stays."""
+    if isinstance(t, torch.Tensor) and t.ndim == 1:
+        return t.view(-1, *([1] * (like.ndim - 1)))
+    return t
+
+
 def add_noise(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    tb = t.view(-1, *([1] * (x0.ndim - 1)))
+    tb = per_sample(t, x0)
     return (1.0 - tb) * x0 + tb * noise
 
 
@@ -88,9 +95,7 @@ def clean_estimate(x_t: torch.Tensor, velocity: torch.Tensor, t: torch.Tensor | 
     The inverse of `add_noise` given the velocity, shared by the sampler that
     extrapolates it and by self-conditioning, which trains and samples on it.
     """
-    if isinstance(t, torch.Tensor) and t.ndim == 1:
-        t = t.view(-1, *([1] * (x_t.ndim - 1)))
-    return x_t - t * velocity
+    return x_t - per_sample(t, x_t) * velocity
 
 
 def velocity_target(x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
@@ -99,9 +104,7 @@ def velocity_target(x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
 
 def noise_estimate(x_t: torch.Tensor, velocity: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
     """The noise a velocity implies at time t: x_t + (1 - t) v, the partner of `clean_estimate`."""
-    if isinstance(t, torch.Tensor) and t.ndim == 1:
-        t = t.view(-1, *([1] * (x_t.ndim - 1)))
-    return x_t + (1.0 - t) * velocity
+    return x_t + (1.0 - per_sample(t, x_t)) * velocity
 
 
 def rectified_noise(noise: torch.Tensor, estimate: torch.Tensor, t: torch.Tensor, strength: float) -> torch.Tensor:
@@ -114,8 +117,7 @@ def rectified_noise(noise: torch.Tensor, estimate: torch.Tensor, t: torch.Tensor
     the clean target x0 while the input carries the model's error, weighted by
     the noise level t (DREAM's adaptive lambda, its sqrt(1 - alpha_bar) here).
     """
-    tb = t.view(-1, *([1] * (noise.ndim - 1)))
-    return noise + strength * tb * (estimate.to(noise.dtype) - noise)
+    return noise + strength * per_sample(t, noise) * (estimate.to(noise.dtype) - noise)
 
 
 def flow_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:

@@ -532,6 +532,11 @@ _CROSS_SPREAD = 0.210
 _CROSS_M4_WEIGHT = 0.05
 
 
+def direction_of(vx: float, vy: float) -> str:
+    """The directional motion ("left", "right", "up", "down") nearest a velocity in image coordinates (y down)."""
+    return max(MOTION_DIRECTIONS, key=lambda n: vx * MOTION_DIRECTIONS[n][0] + vy * MOTION_DIRECTIONS[n][1])
+
+
 def _motion_of(track: list[_Blob], shape: str, camera: str, mag: float, fps: float, h: int, w: int, t: int) -> str:
     """Object motion from its camera-compensated (world) track."""
     if len(track) < 3:
@@ -565,7 +570,7 @@ def _motion_of(track: list[_Blob], shape: str, camera: str, mag: float, fps: flo
         return "bounce"
     vx, vy = float(cx[1]), float(cy[1])
     if math.hypot(vx, vy) > _SPEED_MIN * w:
-        return max(MOTION_DIRECTIONS, key=lambda n: vx * MOTION_DIRECTIONS[n][0] + vy * MOTION_DIRECTIONS[n][1])
+        return direction_of(vx, vy)
     k = _SYMMETRY.get(shape)
     if k is not None:
         steps = [
