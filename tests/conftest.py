@@ -22,12 +22,14 @@ TEXT_DIM = 16
 def build_tiny_model(directory: Path, dit_options: dict[str, Any] | None = None, **pipeline: Any) -> Path:
     """A model directory with a random tiny VAE + DiT and the hash text encoder.
 
+    `dit_options` may override any DiTConfig field, the tiny sizes included.
+
     Every DiT weight is perturbed: at init its adaLN-zero output is exactly zero,
     which would make "the prompt/seed changes the video" pass for the wrong reason.
     """
     torch.manual_seed(0)
     vae = CausalVideoVAE(VAEConfig(latent_channels=4, encoder_channels=(8, 8, 8), decoder_channels=(8, 8, 8), decoder_blocks=(1, 1, 1)))
-    dit = DiT(DiTConfig(latent_channels=4, hidden=32, depth=1, heads=2, text_dim=TEXT_DIM, **(dit_options or {})))
+    dit = DiT(DiTConfig(**{"latent_channels": 4, "hidden": 32, "depth": 1, "heads": 2, "text_dim": TEXT_DIM, **(dit_options or {})}))
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for p in dit.parameters():

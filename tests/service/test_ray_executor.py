@@ -27,7 +27,10 @@ from kinema.service.executors.ray import RayExecutorConfig, RayPool, WorkerLost 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_model(tmp_path_factory.mktemp("ray-model"))
+    # Wider and deeper than the other tests' tiny DiT: at hidden 32 and depth 1 a 200-step job ends in a tenth of
+    # a second on a fast machine, before the service side has polled, seen progress and sent its cancel, so the
+    # cancel and kill tests raced the job. At hidden 256 and depth 4 it takes about 1.3 s (25 polls) here.
+    return build_tiny_model(tmp_path_factory.mktemp("ray-model"), dit_options={"hidden": 256, "depth": 4, "heads": 4})
 
 
 @pytest.fixture(scope="module")
