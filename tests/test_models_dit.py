@@ -14,6 +14,7 @@ from kinema.models.dit import (
     along_time,
     apply_rope,
     attend,
+    keep_indices,
     relative_offsets,
     rope_3d,
     temporal_dct_matrix,
@@ -346,3 +347,43 @@ def test_dct_basis_is_the_frames_dit_between_a_transform_and_its_inverse() -> No
         DiTConfig(**SMALL, temporal_basis="wavelet")
     with pytest.raises(ValueError, match="scene head"):
         DiTConfig(**SMALL, temporal_basis="dct", scene_classes=4)
+
+
+def test_keep_indices_are_a_sorted_random_subset_per_sample() -> None:
+    keep = keep_indices(4, 20, 0.4, torch.Generator().manual_seed(0))
+    assert keep.shape == (4, 12)
+    for row in keep:
+        assert torch.equal(row, row.sort().values) and len(set(row.tolist())) == 12 and int(row.max()) < 20
+    assert not all(torch.equal(keep[0], r) for r in keep[1:])  # each sample its own subset
+    assert keep_indices(2, 5, 0.99).shape == (2, 1)  # never empty
+    with pytest.raises(ValueError, match="mask_ratio must be in"):
+        keep_indices(2, 5, 1.0)
+
+
+def test_masked_forward_drops_tokens_for_the_early_blocks_only() -> None:
+    """Keeping every token is the ordinary forward; dropping some changes every position's output (the last
+    blocks mix the mask token in), and the mask token gets a gradient."""
+    torch.manual_seed(0)
+    model = _pretend_trained(DiT(DiTConfig(**SMALL, mask_blocks=1)), skip=())
+    x, tt, text, mask = _inputs(2, 3, 4, 4, 4, 32)
+    n = 3 * 2 * 2
+    with torch.no_grad():
+        full = model(x, tt, text, mask)
+        torch.testing.assert_close(model(x, tt, text, mask, keep=torch.arange(n).expand(2, n)), full)
+    keep = keep_indices(2, n, 0.5, torch.Generator().manual_seed(1))
+    masked = model(x, tt, text, mask, keep=keep)
+    assert masked.shape == full.shape and (masked - full).abs().max().item() > 1e-3
+    masked.square().mean().backward()
+    assert model.mask_token.grad is not None and model.mask_token.grad.abs().sum() > 0
+
+
+def test_masked_training_needs_mask_blocks_and_refuses_what_it_cannot_combine_with() -> None:
+    x, tt, text, mask = _inputs(1, 3, 4, 4, 4, 32)
+    keep = torch.arange(6)[None]
+    with pytest.raises(ValueError, match="mask_blocks = 0"):
+        DiT(DiTConfig(**SMALL))(x, tt, text, mask, keep=keep)
+    with pytest.raises(ValueError, match="attention biases"):
+        DiT(DiTConfig(**SMALL, mask_blocks=1, attention_bias_range=2))(x, tt, text, mask, keep=keep)
+    with pytest.raises(ValueError, match="mask_blocks must be between 0 and depth - 1"):
+        DiTConfig(**SMALL, mask_blocks=2)
+    assert "mask_token" not in dict(DiT(DiTConfig(**SMALL)).named_parameters())  # old models load unchanged

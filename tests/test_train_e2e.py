@@ -233,6 +233,30 @@ def test_a_dct_basis_dit_trains_and_saves_its_basis(tiny_run, tmp_path):
     assert load_pretrained(tmp_path / "dit").config.temporal_basis == "dct"
 
 
+def test_masked_training_masks_the_share_of_steps_asked_and_trains_the_mask_token(tiny_run, tmp_path):
+    """dit.mask_ratio: in about mask_step_fraction of the steps the DiT keeps (1 - ratio) of its tokens;
+    the mask token, read only in those steps, learns."""
+    import numpy as np
+
+    from kinema.train.dit_trainer import build_dit, masked_step_keep, train_dit
+    from kinema.train.latents import LatentCache
+
+    cfg = load_config(TINY, output_dir=str(tiny_run))
+    cfg.dit.model = {**cfg.dit.model, "depth": 2, "mask_blocks": 1}
+    cfg.dit.mask_ratio, cfg.dit.mask_step_fraction = 0.5, 1.0  # every one of the 3 steps masked
+    _, _, trained = train_dit(cfg, LatentCache.load(tiny_run / "cache"), 384, DistInfo(), tmp_path / "ckpt")
+    torch.manual_seed(cfg.seed)  # the same initialisation train_dit starts from
+    assert not torch.equal(trained.mask_token, build_dit(cfg.dit.model, 4, 384).mask_token)
+
+    cfg.dit.mask_step_fraction = 0.5
+    rng, g = np.random.default_rng(0), torch.Generator().manual_seed(0)
+    keeps = [masked_step_keep(cfg.dit, trained, (8, 4, 3, 4, 4), rng, g) for _ in range(200)]
+    masked = [k for k in keeps if k is not None]
+    assert 70 < len(masked) < 130 and all(k.shape == (8, 6) for k in masked)  # 3 x 2 x 2 tokens, half kept
+    cfg.dit.mask_ratio = 0.0
+    assert masked_step_keep(cfg.dit, trained, (8, 4, 3, 4, 4), rng, g) is None
+
+
 def test_cache_subset_per_bucket(tmp_path):
     from kinema.train.latents import _subset
 

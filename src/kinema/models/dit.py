@@ -82,6 +82,12 @@ class DiTConfig:
     # sampler see exactly what they see in "frames"; only the DiT's inductive bias changes. Two 50-minute trials
     # read below the control, with more fragments (docs/benchmarks.md), so the built-in model keeps "frames".
     temporal_basis: str = "frames"
+    # Masked training (MDT, Gao et al. 2023; MaskDiT, Zheng et al. 2023): the trainer may drop a share of the
+    # tokens before the first `depth - mask_blocks` blocks; the last `mask_blocks` blocks see every position
+    # again, the dropped ones as a learned mask token, and must predict their velocity from the tokens around
+    # them, in their own and the other latent frames. Why: an object the DiT loses between token frames is
+    # one it never had to infer from its other frames. Sampling never masks. 0 = the trainer cannot mask.
+    mask_blocks: int = 0
 
     def __post_init__(self) -> None:
         if self.cond_channels is None:
@@ -100,6 +106,8 @@ class DiTConfig:
             raise ValueError(f"attention_bias_range must be >= 0, got {self.attention_bias_range}")
         if self.temporal_basis not in TEMPORAL_BASES:
             raise ValueError(f"temporal_basis must be one of {', '.join(TEMPORAL_BASES)}, got {self.temporal_basis!r}")
+        if not 0 <= self.mask_blocks < self.depth:
+            raise ValueError(f"mask_blocks must be between 0 and depth - 1 ({self.depth - 1}), got {self.mask_blocks}")
         if self.temporal_basis != "frames" and self.scene_classes:
             raise ValueError("the scene head reads tokens per latent frame: it needs temporal_basis = 'frames'")
 
@@ -179,6 +187,23 @@ def temporal_dct_matrix(frames: int, device: torch.device | None = None, dtype: 
 def along_time(x: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
     """Apply `matrix` [T, T] to the time axis of x [B, C, T, H, W]."""
     return torch.einsum("kn,bcnhw->bckhw", matrix.to(x.dtype), x)
+
+
+def keep_indices(batch: int, tokens: int, mask_ratio: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """[B, K] sorted indices of the tokens masked training keeps: a fresh random subset per sample.
+
+    K = round(tokens * (1 - mask_ratio)), at least 1.
+    """
+    if not 0.0 <= mask_ratio < 1.0:
+        raise ValueError(f"mask_ratio must be in [0, 1), got {mask_ratio}")
+    k = max(1, round(tokens * (1.0 - mask_ratio)))
+    order = torch.rand(batch, tokens, generator=generator).argsort(dim=1)
+    return order[:, :k].sort(dim=1).values
+
+
+def masked_rope(rope: tuple[torch.Tensor, torch.Tensor], keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample rotary tables [B, 1, K, pairs] for the kept tokens (broadcast over heads)."""
+    return tuple(table[keep][:, None] for table in rope)  # type: ignore[return-value]
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -375,6 +400,8 @@ class DiT(nn.Module):
         self.text_refiner = TextRefiner(d, cfg.heads, cfg.mlp_ratio, cfg.text_layers) if cfg.text_layers > 0 else None
         # Always-visible key: lets attention "look at nothing" and keeps an all-padding prompt well defined.
         self.null_token = nn.Parameter(torch.zeros(1, 1, d))
+        # What the last `mask_blocks` blocks read at the positions masked training dropped.
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, d)) if cfg.mask_blocks > 0 else None
         self.camera_embed = nn.Sequential(nn.Linear(cfg.camera_dim, d), nn.SiLU(), nn.Linear(d, d)) if cfg.camera_dim > 0 else None
         self.blocks = nn.ModuleList(DiTBlock(d, cfg.heads, cfg.mlp_ratio, cfg.attention_bias_range) for _ in range(cfg.depth))
         head_in = cfg.head_channels or cfg.latent_channels
@@ -395,6 +422,8 @@ class DiT(nn.Module):
             if isinstance(m, nn.Linear):
                 nn.init.normal_(m.weight, std=0.02)
         nn.init.normal_(self.null_token, std=0.02)
+        if self.mask_token is not None:
+            nn.init.normal_(self.mask_token, std=0.02)
         # adaLN-zero: the model starts as "predict zero velocity"; with a conv head, its last conv starts at zero.
         zero = [self.cond_embed, self.final.ada[-1]] + [b.ada[-1] for b in self.blocks]
         if self.self_cond_embed is not None:
@@ -439,8 +468,13 @@ class DiT(nn.Module):
         camera: torch.Tensor | None = None,
         return_scene: bool = False,
         x0_estimate: torch.Tensor | None = None,
+        keep: torch.Tensor | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Velocity (noise - x0) for normalised latents x [B,C,T',h,w] at times t [B] in [0, 1].
+
+        `keep` [B, K] (training only, a model with `mask_blocks`): the token indices
+        the first `depth - mask_blocks` blocks see (`keep_indices`); the velocity still
+        covers every position.
 
         `x0_estimate` (like x) is the previous estimate of the clean latents a
         self-conditioned model reads (`self_condition`); None means none yet (zeros).
@@ -486,7 +520,16 @@ class DiT(nn.Module):
         offsets = relative_offsets(grid, cfg.attention_bias_range, x.device) if cfg.attention_bias_range > 0 else None
 
         scene = None
+        masked_blocks = 0
+        if keep is not None:
+            self._check_keep(keep, tokens.shape[1], return_scene)
+            full_rope, rope = rope, masked_rope(rope, keep)
+            tokens = tokens.gather(1, keep[..., None].expand(-1, -1, tokens.shape[-1]))
+            masked_blocks = cfg.depth - cfg.mask_blocks
         for i, block in enumerate(self.blocks):
+            if keep is not None and i == masked_blocks:
+                tokens = self._unmask(tokens, keep, grid)
+                rope = full_rope
             tokens = block(tokens, c, rope, ctx, ctx_mask, offsets)
             if return_scene and i + 1 == cfg.scene_layer:
                 if self.scene_head is None:
@@ -498,6 +541,21 @@ class DiT(nn.Module):
         if self.head is not None:
             velocity = self.head(velocity)
         return (velocity, scene) if return_scene else velocity
+
+    def _check_keep(self, keep: torch.Tensor, n: int, return_scene: bool) -> None:
+        cfg = self.config
+        if self.mask_token is None:
+            raise ValueError("this DiT cannot be trained masked (mask_blocks = 0)")
+        if cfg.attention_bias_range > 0 or return_scene:
+            raise ValueError("masked training cannot be combined with attention biases or the scene head")
+        if keep.ndim != 2 or not 0 < keep.shape[1] <= n:
+            raise ValueError(f"keep must be [B, K] token indices with 0 < K <= {n}, got {list(keep.shape)}")
+
+    def _unmask(self, kept: torch.Tensor, keep: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
+        """[B, K, D] tokens at `keep` -> [B, N, D] with the mask token everywhere else."""
+        b, _, d = kept.shape
+        full = self.mask_token.to(kept.dtype).expand(b, math.prod(grid), d).clone()
+        return full.scatter(1, keep[..., None].expand(-1, -1, d), kept)
 
     # -- accounting ------------------------------------------------------------------------
     def num_params(self) -> int:

@@ -125,6 +125,11 @@ class DiTStageConfig:
     # an extra independent N(0, gamma^2) part that the velocity target leaves out; free.
     rectify: float = 0.0
     input_perturbation: float = 0.0
+    # Masked training (MDT, MaskDiT; needs `[dit.model] mask_blocks`): in a `mask_step_fraction` share of the
+    # steps, each sample's DiT drops `mask_ratio` of its tokens before the early blocks, and the loss still
+    # covers every position, so the dropped tokens' content is inferred from the rest. 0 = off.
+    mask_ratio: float = 0.0
+    mask_step_fraction: float = 0.5
 
     @property
     def uses_frame_tasks(self) -> bool:
@@ -290,9 +295,23 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise KinemaInputError(f"dit.rectify must be in [0, 1], got {cfg.dit.rectify}")
     if cfg.dit.input_perturbation < 0:
         raise KinemaInputError(f"dit.input_perturbation must be >= 0, got {cfg.dit.input_perturbation}")
+    _check_masking(cfg.dit)
     if cfg.cache_max_clips_per_bucket < 0:
         raise KinemaInputError(f"cache_max_clips_per_bucket must be >= 0, got {cfg.cache_max_clips_per_bucket}")
     return cfg
+
+
+def _check_masking(d: DiTStageConfig) -> None:
+    if not 0.0 <= d.mask_ratio < 1.0:
+        raise KinemaInputError(f"dit.mask_ratio must be in [0, 1), got {d.mask_ratio}")
+    if not 0.0 < d.mask_step_fraction <= 1.0:
+        raise KinemaInputError(f"dit.mask_step_fraction must be in (0, 1], got {d.mask_step_fraction}")
+    if d.mask_ratio == 0:
+        return
+    if int(d.model.get("mask_blocks", 0)) < 1:
+        raise KinemaInputError("dit.mask_ratio > 0 needs [dit.model] mask_blocks >= 1 (the blocks that see the masked positions)")
+    if d.scene_loss_weight > 0 or int(d.model.get("attention_bias_range", 0)) > 0:
+        raise KinemaInputError("dit.mask_ratio > 0 cannot be combined with the scene loss or attention biases")
 
 
 def load_config(path: str | Path, output_dir: str | None = None) -> TrainConfig:

@@ -14,6 +14,7 @@ samples so the prompt alone still steers the camera.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -195,6 +196,16 @@ def own_noise_estimate(model, xt: torch.Tensor, t: torch.Tensor, text: torch.Ten
     return noise_estimate(xt, v, t)
 
 
+def masked_step_keep(d: DiTStageConfig, model, latent_shape: tuple[int, ...], rng: np.random.Generator, g: torch.Generator) -> torch.Tensor | None:
+    """The tokens this step's DiT keeps (masked training), or None for an ordinary step."""
+    if d.mask_ratio == 0 or rng.random() >= d.mask_step_fraction:
+        return None
+    from kinema.models.dit import keep_indices
+
+    tokens = math.prod(model.grid(*latent_shape[2:]))
+    return keep_indices(latent_shape[0], tokens, d.mask_ratio, g)
+
+
 def train_dit(
     cfg: TrainConfig,
     cache: LatentCache,
@@ -236,12 +247,13 @@ def train_dit(
         xt = add_noise(x0, model_noise, t)
         model.train()
         labels = batches.scene_targets(step)
+        keep = masked_step_keep(d, model, tuple(x0.shape), rng, g)
         with autocast(d.precision):
             x0_estimate = self_condition_input(model, xt, t, text, mask, cond, camera, g) if model.config.self_condition else None
             if scene_fields:
                 pred, logits = net(xt, t, text, mask, cond, camera, return_scene=True, x0_estimate=x0_estimate)
             else:
-                pred = net(xt, t, text, mask, cond, camera, x0_estimate=x0_estimate)
+                pred = net(xt, t, text, mask, cond, camera, x0_estimate=x0_estimate, keep=keep)
         target = velocity_target(x0, noise)
         weights = None if d.object_loss_weight == 1 else object_weights(labels, patch[1:], d.object_loss_weight)
         total = flow_loss(pred, target, weights)
