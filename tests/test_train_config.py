@@ -67,6 +67,7 @@ def _write(tmp_path, text):
         ("[dit]\nscene_loss_weight = 0.5\nscene_loss_layer = 9\n", "scene_loss_layer must be between 1 and the DiT's depth 8"),
         ("[dit]\nrectify = 1.5\n", "dit.rectify must be in [0, 1]"),
         ("[dit]\ninput_perturbation = -0.1\n", "dit.input_perturbation must be >= 0"),
+        ("[dit]\noptimizer = 'sgd'\n", "dit.optimizer must be one of adamw, muon"),
         ("[dit]\nmask_ratio = 1.0\n", "dit.mask_ratio must be in"),
         ("[dit]\nmask_step_fraction = 0\n", "dit.mask_step_fraction must be in"),
         ("[dit]\nmask_ratio = 0.4\n", "needs [dit.model] mask_blocks >= 1"),

@@ -18,6 +18,7 @@ from typing import Any
 from kinema.errors import KinemaInputError
 
 STAGES = ("data", "vae", "cache", "dit", "export")
+DIT_OPTIMIZERS = ("adamw", "muon")
 
 
 @dataclass
@@ -130,6 +131,9 @@ class DiTStageConfig:
     # covers every position, so the dropped tokens' content is inferred from the rest. 0 = off.
     mask_ratio: float = 0.0
     mask_step_fraction: float = 0.5
+    # "adamw", or "muon": Muon (kinema.train.muon) for the matrices inside the DiT's blocks, AdamW for the rest,
+    # one learning rate and schedule for both.
+    optimizer: str = "adamw"
 
     @property
     def uses_frame_tasks(self) -> bool:
@@ -296,6 +300,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     if cfg.dit.input_perturbation < 0:
         raise KinemaInputError(f"dit.input_perturbation must be >= 0, got {cfg.dit.input_perturbation}")
     _check_masking(cfg.dit)
+    if cfg.dit.optimizer not in DIT_OPTIMIZERS:
+        raise KinemaInputError(f"dit.optimizer must be one of {', '.join(DIT_OPTIMIZERS)}, got {cfg.dit.optimizer!r}")
     if cfg.cache_max_clips_per_bucket < 0:
         raise KinemaInputError(f"cache_max_clips_per_bucket must be >= 0, got {cfg.cache_max_clips_per_bucket}")
     return cfg

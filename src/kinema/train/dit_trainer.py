@@ -42,6 +42,7 @@ from kinema.train.config import DiTStageConfig, TrainConfig
 from kinema.train.distributed import DistInfo, wrap_model
 from kinema.train.latents import LatentCache
 from kinema.train.loop import EMA, LoopSettings, make_optimizer, run_loop
+from kinema.train.muon import MuonWithAdamW, dit_hidden_matrix
 from kinema.train.scene_labels import NUM_CLASSES, object_weights, scene_loss
 from kinema.train.vae_trainer import autocast
 
@@ -231,7 +232,7 @@ def train_dit(
     model = build_dit({**d.model, **scene_fields}, latent_channels, text_dim)
     patch = tuple(model.config.patch)
     net = wrap_model(model, dist)
-    optimizer = make_optimizer(model, d.lr, d.weight_decay)
+    optimizer = make_optimizer(model, d.lr, d.weight_decay) if d.optimizer == "adamw" else MuonWithAdamW(model, d.lr, d.weight_decay, dit_hidden_matrix)
     ema = EMA(model, d.ema_decay)
     batches = DiTBatches(cache, cfg, dist, scene_labels if d.uses_scene_labels else None)
 
