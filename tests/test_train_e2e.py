@@ -259,14 +259,16 @@ def test_masked_training_masks_the_share_of_steps_asked_and_trains_the_mask_toke
 
 def test_muon_trains_the_dit_and_resumes_from_its_checkpoint(tiny_run, tmp_path):
     """dit.optimizer = "muon": the recipe's DiT trains with Muon + AdamW and a later run resumes its state."""
-    from kinema.train.dit_trainer import train_dit
+    from kinema.train.dit_trainer import build_dit, train_dit
     from kinema.train.latents import LatentCache
 
     cache = LatentCache.load(tiny_run / "cache")
     cfg = load_config(TINY, output_dir=str(tiny_run))
     cfg.dit.optimizer = "muon"
     first, _, model = train_dit(cfg, cache, 384, DistInfo(), tmp_path / "ckpt")
-    assert first.steps == 3 and model.blocks[0].mlp.fc1.weight.grad is not None
+    torch.manual_seed(cfg.seed)  # the same initialisation train_dit starts from
+    init = build_dit(cfg.dit.model, 4, 384)
+    assert first.steps == 3 and not torch.equal(model.blocks[0].mlp.fc1.weight, init.blocks[0].mlp.fc1.weight)  # a Muon matrix moved
     cfg.dit.steps = 5
     resumed, _, _ = train_dit(cfg, cache, 384, DistInfo(), tmp_path / "ckpt")
     assert resumed.steps == 5
