@@ -15,7 +15,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import torch
 
@@ -40,9 +40,14 @@ def lr_at(step: int, base_lr: float, warmup: int, total: int, schedule: str = "c
 
 
 def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, betas: tuple[float, float] = (0.9, 0.99)) -> torch.optim.AdamW:
+    """AdamW over all of `model`'s trainable parameters (see `adamw`)."""
+    return adamw(model.parameters(), lr, weight_decay, betas)
+
+
+def adamw(params: Iterable[torch.nn.Parameter], lr: float, weight_decay: float, betas: tuple[float, float] = (0.9, 0.99)) -> torch.optim.AdamW:
     """AdamW with no weight decay on biases, norms and embeddings' 1-D gains (they should not shrink)."""
     decay, no_decay = [], []
-    for p in model.parameters():
+    for p in params:
         if p.requires_grad:
             (decay if p.ndim >= 2 else no_decay).append(p)
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]

@@ -18,6 +18,8 @@ from typing import Any, Callable
 
 import torch
 
+from kinema.train.loop import adamw
+
 MuonSelector = Callable[[str, torch.nn.Parameter], bool]
 
 
@@ -25,19 +27,14 @@ class MuonWithAdamW:
     """The optimizer interface the training loop uses (param_groups, zero_grad, step, state dicts)."""
 
     def __init__(self, model: torch.nn.Module, lr: float, weight_decay: float, use_muon: MuonSelector, betas: tuple[float, float] = (0.9, 0.99)):
-        muon, decay, no_decay = [], [], []
+        muon, rest = [], []
         for name, p in model.named_parameters():
-            if not p.requires_grad:
-                continue
-            if p.ndim == 2 and use_muon(name, p):
-                muon.append(p)
-            else:
-                (decay if p.ndim >= 2 else no_decay).append(p)
+            if p.requires_grad:
+                (muon if p.ndim == 2 and use_muon(name, p) else rest).append(p)
         if not muon:
             raise ValueError("no parameter was chosen for Muon")
         self.muon = torch.optim.Muon(muon, lr=lr, weight_decay=weight_decay, adjust_lr_fn="match_rms_adamw")
-        groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-        self.adamw = torch.optim.AdamW(groups, lr=lr, betas=betas, foreach=True)
+        self.adamw = adamw(rest, lr, weight_decay, betas)
 
     @property
     def param_groups(self) -> list[dict[str, Any]]:
