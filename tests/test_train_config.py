@@ -72,6 +72,7 @@ def _write(tmp_path, text):
         ("[dit]\nmask_step_fraction = 0\n", "dit.mask_step_fraction must be in"),
         ("[dit]\nmask_ratio = 0.4\n", "needs [dit.model] mask_blocks >= 1"),
         ("[dit]\nmask_ratio = 0.4\nscene_loss_weight = 1\n[dit.model]\nmask_blocks = 1\n", "cannot be combined with the scene loss"),
+        ("[dit]\ncurriculum_steps = -5\n", "dit.curriculum_steps must be >= 0"),
         ("cache_max_clips_per_bucket = -1\n", "cache_max_clips_per_bucket"),
     ],
 )

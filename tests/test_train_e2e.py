@@ -147,6 +147,34 @@ def test_scene_supervision_trains_the_scene_head(tiny_run, tmp_path):
     assert not torch.equal(model.scene_head[1].weight, init.scene_head[1].weight)
 
 
+def test_curriculum_steps_draw_only_easy_clips_then_all(tiny_run, monkeypatch):
+    """dit.curriculum_steps: step 0 draws only one-object, static-camera clips; after the curriculum, any clip.
+    The tiny dataset's scenes are relabelled so that exactly clip 0 is easy."""
+    import dataclasses
+
+    import kinema.train.builtin as builtin
+    from kinema.errors import KinemaInputError
+    from kinema.train.dit_trainer import DiTBatches
+    from kinema.train.latents import LatentCache
+
+    cfg = load_config(TINY, output_dir=str(tiny_run))
+    cfg.dit.curriculum_steps = 100
+    cache = LatentCache.load(tiny_run / "cache")
+    real = builtin._records
+    one_easy = lambda c: [dataclasses.replace(r, scene={"objects": [{}] * (1 if i == 0 else 2), "camera": "static"}) for i, r in enumerate(real(c))]  # noqa: E731
+    monkeypatch.setattr(builtin, "_records", one_easy)
+    easy = builtin._curriculum_items(cfg, cache)
+    batches = DiTBatches(cache, cfg, DistInfo(), None, easy)
+    key = next(k for k, ids in cache.clip_ids.items() if 0 in ids.tolist())
+    clip0 = (cache.latents[key][cache.clip_ids[key].tolist().index(0)].float() - batches.mean[0]) / batches.std[0]
+    is_clip0 = lambda x0: x0.shape[1:] == clip0.shape and all(torch.equal(x, clip0) for x in x0)  # noqa: E731
+    assert is_clip0(batches(0)[0])  # step 0 is always a curriculum step
+    assert not all(is_clip0(batches(step)[0]) for step in range(100, 120))  # past the curriculum, the other clips come back
+    monkeypatch.setattr(builtin, "_records", lambda c: [dataclasses.replace(r, scene=None) for r in real(c)])
+    with pytest.raises(KinemaInputError, match="one-object, static-camera"):
+        builtin._curriculum_items(cfg, cache)
+
+
 def test_image_steps_train_on_frames_encoded_alone(tiny_run, tmp_path):
     """dit.image_fraction: a share of steps trains on one-frame latents (frame 0 or a cached frame, each
     encoded alone), the multiplier times the batch, text-only, no camera; the video steps stay as they were."""

@@ -175,6 +175,16 @@ def _scene_labels(cfg: TrainConfig, cache: Any) -> dict[str, Any]:
     return table
 
 
+def _curriculum_items(cfg: TrainConfig, cache: Any) -> dict[str, Any]:
+    """Per cache bucket, the rows of the curriculum's easy clips (one object, static camera)."""
+    from kinema.train.curriculum import easy_items
+
+    easy = easy_items(_records(cfg), cache.clip_ids)
+    if not any(len(rows) for rows in easy.values()):
+        raise KinemaInputError("dit.curriculum_steps > 0, but no clip of the dataset has a one-object, static-camera 'scene' (only Shapes World data does); turn it off")
+    return easy
+
+
 def stage_dit(cfg: TrainConfig, paths: RunPaths, dist: DistInfo) -> dict[str, Any]:
     from kinema.models.io import save_pretrained
     from kinema.train.dit_trainer import train_dit
@@ -187,7 +197,8 @@ def stage_dit(cfg: TrainConfig, paths: RunPaths, dist: DistInfo) -> dict[str, An
     budget = _dit_budget(cfg, paths)
     _log(dist, f"dit: time budget {budget:.1f} min" if budget > 0 else "dit: no time budget")
     labels = _scene_labels(cfg, cache) if cfg.dit.uses_scene_labels else None
-    res, ema_model, _ = train_dit(cfg, cache, text_dim, dist, paths.checkpoints("dit"), budget, labels)
+    easy = _curriculum_items(cfg, cache) if cfg.dit.curriculum_steps > 0 else None
+    res, ema_model, _ = train_dit(cfg, cache, text_dim, dist, paths.checkpoints("dit"), budget, labels, easy)
     if dist.is_main:
         save_pretrained(ema_model, paths.dit_ema)
     return {"steps": res.steps, "seconds": res.seconds, "samples_per_second": res.samples_per_second, "final_loss": res.final_loss, "stopped_by": res.stopped_by, "batch_size": cfg.dit.batch_size, "budget_minutes": budget}

@@ -39,6 +39,7 @@ from kinema.errors import KinemaInputError
 from kinema.models.io import config_from_dict
 from kinema.train.buckets import BucketSampler
 from kinema.train.config import DiTStageConfig, TrainConfig
+from kinema.train.curriculum import easy_step
 from kinema.train.distributed import DistInfo, wrap_model
 from kinema.train.latents import LatentCache
 from kinema.train.loop import EMA, LoopSettings, make_optimizer, run_loop
@@ -68,7 +69,10 @@ def batch_shift(d: DiTStageConfig, patch: tuple[int, int, int], latent_shape: tu
 class DiTBatches:
     """Turns (step, rank) into a training batch drawn from the RAM cache."""
 
-    def __init__(self, cache: LatentCache, cfg: TrainConfig, dist: DistInfo, scene_labels: dict[str, torch.Tensor] | None = None):
+    def __init__(
+        self, cache: LatentCache, cfg: TrainConfig, dist: DistInfo, scene_labels: dict[str, torch.Tensor] | None = None, easy: dict[str, np.ndarray] | None = None
+    ):
+        """`easy`: per bucket, the cache rows of the curriculum's easy clips (kinema.train.curriculum.easy_items)."""
         self.cache = cache
         self.scene_labels = scene_labels
         self.cfg = cfg
@@ -81,6 +85,12 @@ class DiTBatches:
             bucket_of += [k] * n
             start += n
         self.sampler = BucketSampler(bucket_of, cfg.dit.batch_size, cfg.seed, dist.rank, dist.world_size, cfg.data.bucket_weights or None)
+        self.easy_sampler, self.easy_index = None, None
+        if easy is not None:
+            self.easy_index = np.concatenate([self.offsets[k] + easy[k] for k in keys if len(easy.get(k, ()))])
+            easy_buckets = [k for k in keys for _ in range(len(easy.get(k, ())))]
+            weights = {k: w for k, w in (cfg.data.bucket_weights or {}).items() if k in easy_buckets} or None
+            self.easy_sampler = BucketSampler(easy_buckets, cfg.dit.batch_size, cfg.seed, dist.rank, dist.world_size, weights)
         c = cache.latent_mean.numel()
         self.mean = cache.latent_mean.view(1, c, 1, 1, 1)
         self.std = cache.latent_std.view(1, c, 1, 1, 1)
@@ -88,7 +98,11 @@ class DiTBatches:
     def __call__(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor, np.random.Generator]:
         """(x0 normalised [B,C,T',h,w], text [B,L,D], mask [B,L], cond [B,C+1,T',h,w] or None,
         camera [B,4], rng for the rest of the step)."""
-        key, idx = self.sampler.batch(step)
+        if self.easy_sampler is not None and easy_step(step, self.cfg.dit.curriculum_steps, self.cfg.seed):
+            key, picks = self.easy_sampler.batch(step)
+            idx = self.easy_index[picks]
+        else:
+            key, idx = self.sampler.batch(step)
         rows = torch.as_tensor(idx - self.offsets[key])
         x0 = (self.cache.latents[key][rows].float() - self.mean) / self.std
         rng = np.random.default_rng([self.cfg.seed, 2, step, self.rank])
@@ -215,6 +229,7 @@ def train_dit(
     checkpoint_dir: Path,
     budget_minutes: float | None = None,
     scene_labels: dict[str, torch.Tensor] | None = None,
+    easy: dict[str, np.ndarray] | None = None,
 ):
     """Train per `cfg.dit`; returns (LoopResult, EMA model) — the EMA weights are what ships.
 
@@ -234,7 +249,7 @@ def train_dit(
     net = wrap_model(model, dist)
     optimizer = make_optimizer(model, d.lr, d.weight_decay) if d.optimizer == "adamw" else MuonWithAdamW(model, d.lr, d.weight_decay, dit_hidden_matrix)
     ema = EMA(model, d.ema_decay)
-    batches = DiTBatches(cache, cfg, dist, scene_labels if d.uses_scene_labels else None)
+    batches = DiTBatches(cache, cfg, dist, scene_labels if d.uses_scene_labels else None, easy if d.curriculum_steps > 0 else None)
 
     def step_fn(step: int) -> tuple[float, int]:
         x0, text, mask, cond, camera, rng = batches.image_batch(step) if batches.is_image_step(step) else batches(step)
