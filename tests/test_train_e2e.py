@@ -170,6 +170,9 @@ def test_curriculum_steps_draw_only_easy_clips_then_all(tiny_run, monkeypatch):
     is_clip0 = lambda x0: x0.shape[1:] == clip0.shape and all(torch.equal(x, clip0) for x in x0)  # noqa: E731
     assert is_clip0(batches(0)[0])  # step 0 is always a curriculum step
     assert not all(is_clip0(batches(step)[0]) for step in range(100, 120))  # past the curriculum, the other clips come back
+    labelled = DiTBatches(cache, cfg, DistInfo(), {k: torch.arange(len(ids)) for k, ids in cache.clip_ids.items()}, easy)
+    key0, rows0 = labelled.rows(0)
+    assert labelled.scene_targets(0).tolist() == rows0.tolist() == [cache.clip_ids[key0].tolist().index(0)] * len(rows0)  # labels follow the easy rows
     monkeypatch.setattr(builtin, "_records", lambda c: [dataclasses.replace(r, scene=None) for r in real(c)])
     with pytest.raises(KinemaInputError, match="one-object, static-camera"):
         builtin._curriculum_items(cfg, cache)

@@ -134,7 +134,7 @@ class DiTStageConfig:
     # Curriculum (kinema.train.curriculum): the chance that a step's batch is drawn only from the easy clips (one
     # object, static camera; Shapes World scenes) falls linearly from 1 at step 0 to 0 at this step; from then on
     # batches come from all clips. 0 = off. Why: the DiT learns to move one object on such clips in 45 minutes,
-    # and not at all on the whole distribution (docs/benchmarks.md).
+    # and not at all on the whole distribution; two 50-minute trials of it did not help (docs/benchmarks.md).
     curriculum_steps: int = 0
     # "adamw", or "muon": Muon (kinema.train.muon) for the matrices inside the DiT's blocks, AdamW for the rest,
     # one learning rate and schedule for both.

@@ -98,12 +98,7 @@ class DiTBatches:
     def __call__(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor, np.random.Generator]:
         """(x0 normalised [B,C,T',h,w], text [B,L,D], mask [B,L], cond [B,C+1,T',h,w] or None,
         camera [B,4], rng for the rest of the step)."""
-        if self.easy_sampler is not None and easy_step(step, self.cfg.dit.curriculum_steps, self.cfg.seed):
-            key, picks = self.easy_sampler.batch(step)
-            idx = self.easy_index[picks]
-        else:
-            key, idx = self.sampler.batch(step)
-        rows = torch.as_tensor(idx - self.offsets[key])
+        key, rows = self.rows(step)
         x0 = (self.cache.latents[key][rows].float() - self.mean) / self.std
         rng = np.random.default_rng([self.cfg.seed, 2, step, self.rank])
         clips = self.cache.clip_ids[key][rows].numpy()
@@ -168,8 +163,17 @@ class DiTBatches:
         """Scene labels [B, 4, T', gh, gw] of the batch `__call__(step)` returns (the sampler is stateless)."""
         if self.scene_labels is None:
             return None
-        key, idx = self.sampler.batch(step)
-        return self.scene_labels[key][torch.as_tensor(idx - self.offsets[key])]
+        key, rows = self.rows(step)
+        return self.scene_labels[key][rows]
+
+    def rows(self, step: int) -> tuple[str, torch.Tensor]:
+        """(bucket key, cache rows) of step `step`'s batch: from the curriculum's easy clips on an easy step."""
+        if self.easy_sampler is not None and easy_step(step, self.cfg.dit.curriculum_steps, self.cfg.seed):
+            key, picks = self.easy_sampler.batch(step)
+            idx = self.easy_index[picks]
+        else:
+            key, idx = self.sampler.batch(step)
+        return key, torch.as_tensor(idx - self.offsets[key])
 
     def _captions_without_camera(self, cap: torch.Tensor, clips: np.ndarray, dropped: torch.Tensor, camera: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         """Swap in a caption that leaves the camera unnamed, for a share of the clips whose camera is given.
