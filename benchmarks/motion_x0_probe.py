@@ -30,6 +30,7 @@ import torch
 
 import kinema.models.dit as dit_module
 from kinema import Pipeline
+from kinema.conditioning.tasks import build_cond
 from kinema.train.data import to_model_video
 from kinema.world.captions import canonical_caption
 from kinema.world.render import render
@@ -43,10 +44,8 @@ def square(motion: str, x: float) -> Scene:
 
 
 def first_frame_cond(x0: torch.Tensor) -> torch.Tensor:
-    c = x0.shape[1]
-    cond = torch.zeros(1, c + 1, *x0.shape[2:])
-    cond[0, :c, 0], cond[0, c, 0] = x0[0, :, 0], 1.0
-    return cond
+    """The DiT's frame condition with latent frame 0 given, as training builds it for the "first" task."""
+    return build_cond(x0, ["first"], None, np.random.default_rng(0))
 
 
 def blue_centroids(frames: np.ndarray) -> tuple[list[float], list[int]]:
