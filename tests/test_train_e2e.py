@@ -305,6 +305,30 @@ def test_muon_trains_the_dit_and_resumes_from_its_checkpoint(tiny_run, tmp_path)
     assert resumed.steps == 5
 
 
+def test_init_from_starts_the_dit_from_saved_weights_and_refuses_another_shape(tiny_run, tmp_path):
+    """dit.init_from: a fresh run starts from a saved DiT's weights (the EMA too), not a random initialisation;
+    a DiT of another shape, or a directory without one, is refused by name."""
+    from kinema.errors import KinemaInputError
+    from kinema.models.io import save_pretrained
+    from kinema.train.dit_trainer import train_dit
+    from kinema.train.latents import LatentCache
+
+    cache = LatentCache.load(tiny_run / "cache")
+    cfg = load_config(TINY, output_dir=str(tiny_run))
+    _, _, first = train_dit(cfg, cache, 384, DistInfo(), tmp_path / "ckpt1")
+    save_pretrained(first, tmp_path / "dit")
+    cfg.dit.init_from, cfg.dit.lr = str(tmp_path / "dit"), 0.0  # lr 0: the start stays put
+    _, ema, warm = train_dit(cfg, cache, 384, DistInfo(), tmp_path / "ckpt2")
+    for name, value in first.state_dict().items():
+        assert torch.equal(warm.state_dict()[name], value) and torch.equal(ema.state_dict()[name], value), name
+    cfg.dit.model = {**cfg.dit.model, "depth": cfg.dit.model["depth"] + 1}
+    with pytest.raises(KinemaInputError, match="depth"):
+        train_dit(cfg, cache, 384, DistInfo(), tmp_path / "ckpt3")
+    cfg.dit.init_from = str(tmp_path)
+    with pytest.raises(KinemaInputError, match="not a saved DiT"):
+        train_dit(cfg, cache, 384, DistInfo(), tmp_path / "ckpt4")
+
+
 def test_cache_subset_per_bucket(tmp_path):
     from kinema.train.latents import _subset
 

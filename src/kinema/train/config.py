@@ -136,6 +136,10 @@ class DiTStageConfig:
     # batches come from all clips. 0 = off. Why: the DiT learns to move one object on such clips in 45 minutes,
     # and not at all on the whole distribution; two 50-minute trials of it did not help (docs/benchmarks.md).
     curriculum_steps: int = 0
+    # Warm start: a DiT directory (config.json + model.safetensors, e.g. `<run>/work/dit_ema` or a model's `dit/`,
+    # the built-in one included) whose weights the DiT starts from, with a fresh optimizer and schedule; its
+    # architecture must match `[dit.model]`. Empty = random initialisation. A resumed run's checkpoint wins.
+    init_from: str = ""
     # "adamw", or "muon": Muon (kinema.train.muon) for the matrices inside the DiT's blocks, AdamW for the rest,
     # one learning rate and schedule for both.
     optimizer: str = "adamw"

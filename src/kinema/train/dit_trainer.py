@@ -59,6 +59,27 @@ def build_dit(model_fields: dict, latent_channels: int, text_dim: int):
         raise KinemaInputError(f"[dit.model]: {exc}") from None
 
 
+def warm_start(model: torch.nn.Module, directory: str | Path) -> None:
+    """Load a saved DiT's weights into `model` (`dit.init_from`), refusing one of another shape.
+
+    Why: finetuning (the built-in model on your own footage, or a narrow first phase before the whole
+    dataset) needs the weights and nothing else of the earlier run: optimizer, schedule and step restart.
+    """
+    from kinema.models.io import load_pretrained
+
+    path = Path(directory)
+    if not (path / "config.json").is_file() or not (path / "model.safetensors").is_file():
+        raise KinemaInputError(f"dit.init_from: {path} is not a saved DiT (it needs config.json and model.safetensors)")
+    source = load_pretrained(path)
+    if type(source) is not type(model):
+        raise KinemaInputError(f"dit.init_from: {path} holds a {type(source).__name__}, not a {type(model).__name__}")
+    ours, theirs = vars(model.config), vars(source.config)
+    differ = [f"{k} {theirs.get(k)!r} != {v!r}" for k, v in ours.items() if theirs.get(k) != v]
+    if differ:
+        raise KinemaInputError(f"dit.init_from: {path} does not match [dit.model] and the data: " + "; ".join(differ))
+    model.load_state_dict(source.state_dict())
+
+
 def batch_shift(d: DiTStageConfig, patch: tuple[int, int, int], latent_shape: tuple[int, ...]) -> float:
     """The timestep shift for this latent size (same formula the sampler uses)."""
     _, t, h, w = latent_shape[-4:]
@@ -249,6 +270,8 @@ def train_dit(
         raise KinemaInputError("dit.scene_loss_weight > 0 or dit.object_loss_weight != 1 needs scene labels (a dataset whose clips carry a 'scene')")
     scene_fields = {"scene_classes": NUM_CLASSES, "scene_layer": d.scene_loss_layer} if d.scene_loss_weight > 0 else {}
     model = build_dit({**d.model, **scene_fields}, latent_channels, text_dim)
+    if d.init_from:
+        warm_start(model, d.init_from)
     patch = tuple(model.config.patch)
     net = wrap_model(model, dist)
     optimizer = make_optimizer(model, d.lr, d.weight_decay) if d.optimizer == "adamw" else MuonWithAdamW(model, d.lr, d.weight_decay, dit_hidden_matrix)
