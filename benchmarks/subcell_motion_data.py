@@ -17,6 +17,7 @@ world's own (the normal speed has no adverb). Train a run on it with
 --normal-speed` at the same speed.
 
     python benchmarks/subcell_motion_data.py --normal-speed 0.125 --clips 3000 --out runs/subcell-half/dataset
+    python benchmarks/subcell_motion_data.py --normal-speed 0.22 --motions all --out runs/narrow-all/dataset   # every motion
     python benchmarks/subcell_motion_data.py --normal-speed 0.22 --shift-check   # how near a one-cell shift each latent frame is
 """
 
@@ -37,7 +38,7 @@ from kinema.world.render import render
 from kinema.world.sampling import sample_scene
 from kinema.world.scene import ClipSpec
 
-MOTIONS = ("still", "left", "right", "up", "down")
+TRANSLATIONS = ("still", "left", "right", "up", "down")
 CLIP = ClipSpec(height=64, width=64, num_frames=17, fps=8.0)
 
 
@@ -46,11 +47,11 @@ def set_normal_speed(speed: float) -> None:
     world.SPEEDS["normal"] = float(speed)
 
 
-def one_object_scene(rng: np.random.Generator):
-    """A scene from the world's sampler with one object, a static camera, a translation or none, at the normal speed."""
+def one_object_scene(rng: np.random.Generator, motions: tuple[str, ...] = TRANSLATIONS):
+    """A scene from the world's sampler with one object, a static camera, one of `motions`, at the normal speed."""
     while True:
         s = sample_scene(rng, CLIP, heldout="exclude")
-        if len(s.objects) == 1 and s.camera == "static" and s.objects[0].motion in MOTIONS and s.objects[0].speed == "normal":
+        if len(s.objects) == 1 and s.camera == "static" and s.objects[0].motion in motions and s.objects[0].speed == "normal":
             return s
 
 
@@ -82,6 +83,8 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=3000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="dataset directory to write")
+    parser.add_argument("--motions", choices=("translations", "all"), default="translations",
+                        help="still/left/right/up/down (the A/B), or every Shapes World motion (a narrow first phase for dit.init_from)")  # fmt: skip
     parser.add_argument("--shift-check", action="store_true", help="only print how much of a latent frame's change a one-cell shift explains")
     args = parser.parse_args()
 
@@ -95,14 +98,14 @@ def main() -> None:
     lines = []
     for i in tqdm(range(args.clips), desc="rendering clips", unit="clip"):
         rng = np.random.default_rng([args.seed, i])
-        s = one_object_scene(rng)
+        s = one_object_scene(rng, TRANSLATIONS if args.motions == "translations" else world.MOTIONS)
         render_seed = int(rng.integers(2**31 - 1))
         rel = f"clips/{i:06d}.mp4"
         write_video(render(s, CLIP, render_seed), args.out / rel, CLIP.fps, threads=1)
         lines.append(json.dumps({"video": rel, "captions": captions(s, rng, 3), "height": 64, "width": 64, "num_frames": 17, "fps": 8.0,
                                  "scene": s.to_dict(), "seed": render_seed, "split": "train"}))  # fmt: skip
     (args.out / "metadata.jsonl").write_text("\n".join(lines) + "\n")
-    settings = {"spec": "shapes-world-v1 (probe: one object, static camera, normal speed %g)" % args.normal_speed, "seed": args.seed, "heldout": "exclude", "buckets": [asdict(CLIP)], "bucket_weights": [1.0]}
+    settings = {"spec": f"shapes-world-v1 (probe: one object, static camera, {args.motions}, normal speed {args.normal_speed:g})", "seed": args.seed, "heldout": "exclude", "buckets": [asdict(CLIP)], "bucket_weights": [1.0]}
     (args.out / "dataset.json").write_text(json.dumps(settings, indent=2) + "\n")
     print(f"wrote {args.clips} clips to {args.out}")
 
