@@ -307,9 +307,10 @@ def test_muon_trains_the_dit_and_resumes_from_its_checkpoint(tiny_run, tmp_path)
 
 def test_init_from_starts_the_dit_from_saved_weights_and_refuses_another_shape(tiny_run, tmp_path):
     """dit.init_from: a fresh run starts from a saved DiT's weights (the EMA too), not a random initialisation;
-    a DiT of another shape, or a directory without one, is refused by name."""
+    a DiT of another shape, or a directory without one, is refused by name (by `kinema train` before any stage)."""
     from kinema.errors import KinemaInputError
     from kinema.models.io import save_pretrained
+    from kinema.train.builtin import run
     from kinema.train.dit_trainer import train_dit
     from kinema.train.latents import LatentCache
 
@@ -327,6 +328,11 @@ def test_init_from_starts_the_dit_from_saved_weights_and_refuses_another_shape(t
     cfg.dit.init_from = str(tmp_path)
     with pytest.raises(KinemaInputError, match="not a saved DiT"):
         train_dit(cfg, cache, 384, DistInfo(), tmp_path / "ckpt4")
+    fresh = load_config(TINY, output_dir=str(tmp_path / "run"))
+    fresh.dit.init_from = str(tmp_path / "nothing")
+    with pytest.raises(KinemaInputError, match="not a saved DiT"):
+        run(fresh)  # refused before any stage runs: nothing written
+    assert not (tmp_path / "run").exists()
 
 
 def test_cache_subset_per_bucket(tmp_path):

@@ -244,8 +244,12 @@ def stage_export(cfg: TrainConfig, paths: RunPaths) -> dict[str, Any]:
 
 def run(cfg: TrainConfig) -> dict[str, Any]:
     """Run the configured stages in order; returns the stats written to train_stats.json."""
-    dist = init_distributed()
     paths = RunPaths(cfg.output)
+    if cfg.dit.init_from and "dit" in cfg.stages and _done(paths, "dit") is None:
+        from kinema.train.dit_trainer import check_init_from
+
+        check_init_from(cfg.dit.init_from)  # before the data and VAE stages, not an hour into the run
+    dist = init_distributed()
     try:
         if dist.is_main:
             paths.work.mkdir(parents=True, exist_ok=True)

@@ -59,6 +59,14 @@ def build_dit(model_fields: dict, latent_channels: int, text_dim: int):
         raise KinemaInputError(f"[dit.model]: {exc}") from None
 
 
+def check_init_from(directory: str | Path) -> Path:
+    """`dit.init_from` as a path, or a clear error when it holds no saved model."""
+    path = Path(directory)
+    if not (path / "config.json").is_file() or not (path / "model.safetensors").is_file():
+        raise KinemaInputError(f"dit.init_from: {path} is not a saved DiT (it needs config.json and model.safetensors)")
+    return path
+
+
 def warm_start(model: torch.nn.Module, directory: str | Path) -> None:
     """Load a saved DiT's weights into `model` (`dit.init_from`), refusing one of another shape.
 
@@ -67,9 +75,7 @@ def warm_start(model: torch.nn.Module, directory: str | Path) -> None:
     """
     from kinema.models.io import load_pretrained
 
-    path = Path(directory)
-    if not (path / "config.json").is_file() or not (path / "model.safetensors").is_file():
-        raise KinemaInputError(f"dit.init_from: {path} is not a saved DiT (it needs config.json and model.safetensors)")
+    path = check_init_from(directory)
     source = load_pretrained(path)
     if type(source) is not type(model):
         raise KinemaInputError(f"dit.init_from: {path} holds a {type(source).__name__}, not a {type(model).__name__}")
