@@ -73,6 +73,12 @@ def _write(tmp_path, text):
         ("[dit]\nmask_ratio = 0.4\n", "needs [dit.model] mask_blocks >= 1"),
         ("[dit]\nmask_ratio = 0.4\nscene_loss_weight = 1\n[dit.model]\nmask_blocks = 1\n", "cannot be combined with the scene loss"),
         ("[dit]\ncurriculum_steps = -5\n", "dit.curriculum_steps must be >= 0"),
+        ("[dit]\ntime_budget_minutes = 30.0\n[dit.first_phase]\nminutes = 30.0\n", "must be less than dit.time_budget_minutes"),
+        ("[dit.first_phase]\nminutes = 5.0\nfocus = \"\"\n", "dit.first_phase.focus must be one of"),
+        ("[dit.first_phase]\nminutes = 5.0\nsize = [64, 60]\n", "dit.first_phase.size"),
+        ("[dit.first_phase]\nminutes = 5.0\nframes = 16\n", "dit.first_phase.frames must be 1 + 4k"),
+        ("[dit]\ninit_from = \"runs/x/dit\"\n[dit.first_phase]\nminutes = 5.0\n", "set one"),
+        ("[dit.first_phase]\nminutes = -1.0\n", "dit.first_phase.minutes must be >= 0"),
         ("cache_max_clips_per_bucket = -1\n", "cache_max_clips_per_bucket"),
     ],
 )

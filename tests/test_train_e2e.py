@@ -335,6 +335,28 @@ def test_init_from_starts_the_dit_from_saved_weights_and_refuses_another_shape(t
     assert not (tmp_path / "run").exists()
 
 
+def test_first_phase_trains_on_one_object_clips_then_the_whole_dataset_from_its_weights(tmp_path, monkeypatch):
+    """dit.first_phase: the data stage renders the narrow clips apart, the cache stage encodes them apart, the DiT
+    trains on them first and the whole dataset's DiT starts from that phase's EMA weights."""
+    import kinema.train.dit_trainer as dit_trainer
+    from kinema.train.builtin import run
+    from kinema.train.config import FirstPhaseConfig
+
+    out = tmp_path / "run"
+    cfg = load_config(TINY, output_dir=str(out))
+    cfg.dit.first_phase = FirstPhaseConfig(minutes=1.0, clips=4, size=[32, 32], frames=9)  # the tiny steps limit ends it first
+    starts, real = [], dit_trainer.warm_start
+    monkeypatch.setattr(dit_trainer, "warm_start", lambda model, d: (starts.append(Path(d)), real(model, d)))
+    stats = run(cfg)["stages"]
+    scenes = [json.loads(line)["scene"] for line in (out / "dataset_first" / "metadata.jsonl").read_text().splitlines()]
+    assert len(scenes) == 4 and all(len(s["objects"]) == 1 and s["camera"] == "static" for s in scenes)
+    assert stats["data"]["first_phase_clips"] == 4 and stats["cache"]["first_phase_clips"] == 4
+    assert (out / "cache_first" / "latents" / "meta.json").is_file()
+    assert stats["dit"]["first_phase"]["steps"] == 3 and stats["dit"]["steps"] == 3
+    assert stats["dit"]["seconds"] > stats["dit"]["first_phase"]["seconds"]  # the DiT's time covers both phases
+    assert starts == [out / "work" / "dit_first_ema"] and (out / "model" / "dit" / "model.safetensors").is_file()
+
+
 def test_cache_subset_per_bucket(tmp_path):
     from kinema.train.latents import _subset
 

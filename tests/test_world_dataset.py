@@ -125,6 +125,20 @@ def test_training_dataset_has_no_heldout_pair(tmp_path: Path) -> None:
     assert {m["split"] for m in _read_meta(held)} == {"heldout"}
 
 
+def test_a_focused_dataset_holds_only_its_slice_of_the_world(tmp_path: Path) -> None:
+    """focus="one-object": every scene has one object, a static camera and the normal speed; the setting is
+    recorded, so resuming without it is refused; the whole world has other scenes."""
+    out = write_dataset(tmp_path / "f", 12, [ClipSpec(16, 16, 1, 8.0)], seed=3, progress=False, focus="one-object")
+    scenes = [Scene.from_dict(m["scene"]) for m in _read_meta(out)]
+    assert len(scenes) == 12 and all(len(s.objects) == 1 and s.camera == "static" and s.objects[0].speed == "normal" for s in scenes)
+    assert len({s.objects[0].motion for s in scenes}) > 2  # every motion stays in the slice
+    whole = [Scene.from_dict(m["scene"]) for m in _read_meta(write_dataset(tmp_path / "w", 12, [ClipSpec(16, 16, 1, 8.0)], seed=3, progress=False))]
+    assert not all(len(s.objects) == 1 and s.camera == "static" for s in whole)
+    assert json.loads((out / "dataset.json").read_text())["focus"] == "one-object"
+    with pytest.raises(KinemaInputError, match="other settings"):
+        write_dataset(out, 12, [ClipSpec(16, 16, 1, 8.0)], seed=3, progress=False)
+
+
 def test_resume_renders_only_missing_clips(tmp_path: Path) -> None:
     out = write_dataset(tmp_path / "r", 4, BUCKETS, seed=5, progress=False)
     before = _read_meta(out)
@@ -150,7 +164,7 @@ def test_parallel_matches_serial(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "kwargs,match",
-    [({"num_clips": 0}, "num_clips"), ({"buckets": []}, "bucket"), ({"bucket_weights": [1.0]}, "bucket_weights"), ({"heldout": "no"}, "heldout")],
+    [({"num_clips": 0}, "num_clips"), ({"buckets": []}, "bucket"), ({"bucket_weights": [1.0]}, "bucket_weights"), ({"heldout": "no"}, "heldout"), ({"focus": "tiny"}, "focus must be one of")],
 )
 def test_bad_arguments(tmp_path: Path, kwargs: dict, match: str) -> None:
     args = {"out_dir": tmp_path / "x", "num_clips": 2, "buckets": BUCKETS, "seed": 0, "progress": False} | kwargs

@@ -17,6 +17,7 @@ the training stages run on every rank.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import time
@@ -58,6 +59,18 @@ class RunPaths:
         return self.root / "cache"
 
     @property
+    def dataset_first(self) -> Path:  # the DiT's narrow first phase (dit.first_phase): its clips, cache, weights
+        return self.root / "dataset_first"
+
+    @property
+    def cache_first(self) -> Path:
+        return self.root / "cache_first"
+
+    @property
+    def dit_first_ema(self) -> Path:
+        return self.work / "dit_first_ema"
+
+    @property
     def model(self) -> Path:
         return self.root / "model"
 
@@ -92,8 +105,8 @@ def _log(dist: DistInfo, msg: str) -> None:
 # --- stages ------------------------------------------------------------------------
 
 
-def stage_data(cfg: TrainConfig) -> dict[str, Any]:
-    """Render the Shapes World training split into `cfg.dataset_path`."""
+def stage_data(cfg: TrainConfig, paths: RunPaths) -> dict[str, Any]:
+    """Render the Shapes World training split into `cfg.dataset_path` (and the DiT's first-phase clips, if any)."""
     from kinema.world.dataset import write_dataset
     from kinema.world.scene import ClipSpec
 
@@ -103,7 +116,23 @@ def stage_data(cfg: TrainConfig) -> dict[str, Any]:
     specs = short + long_
     weights = [(1 - r.long_clip_fraction) / len(short)] * len(short) + [r.long_clip_fraction / max(1, len(long_))] * len(long_)
     write_dataset(cfg.dataset_path, r.num_clips, specs, seed=cfg.seed, heldout=r.heldout, bucket_weights=weights, workers=r.workers, progress=cfg.progress)
-    return {"clips": r.num_clips}
+    fp = cfg.dit.first_phase
+    if fp.minutes <= 0:
+        return {"clips": r.num_clips}
+    spec = ClipSpec(fp.size[0], fp.size[1], fp.frames, cfg.data.fps)
+    # seed + 1: the first phase's scenes are drawn apart from the main dataset's
+    write_dataset(paths.dataset_first, fp.clips, [spec], seed=cfg.seed + 1, heldout=r.heldout, workers=r.workers, progress=cfg.progress, focus=fp.focus)
+    return {"clips": r.num_clips, "first_phase_clips": fp.clips}
+
+
+def first_phase_config(cfg: TrainConfig, paths: RunPaths) -> TrainConfig:
+    """`cfg` as the DiT's narrow first phase sees it: its dataset, its one bucket, no warm start."""
+    fp = cfg.dit.first_phase
+    first = copy.deepcopy(cfg)
+    first.data.dataset_dir = str(paths.dataset_first.resolve())
+    first.data.buckets, first.data.frame_counts, first.data.bucket_weights = [list(fp.size)], [fp.frames], {}
+    first.dit.curriculum_steps, first.dit.init_from = 0, ""
+    return first
 
 
 def _records(cfg: TrainConfig):
@@ -144,7 +173,16 @@ def stage_cache(cfg: TrainConfig, paths: RunPaths) -> dict[str, Any]:
     encoder = load_text_encoder(cfg.text_encoder, max_tokens=TRAIN_MAX_TOKENS)
     cache_text(encoder, cfg.text_encoder, records, paths.cache, precision=cfg.cache_precision, progress=cfg.progress)
     encoded = json.loads((paths.cache / "latents" / "meta.json").read_text())["num_clips"]
-    return {"clips": encoded, "latent_std_mean": sum(stats.std) / len(stats.std)}
+    out = {"clips": encoded, "latent_std_mean": sum(stats.std) / len(stats.std)}
+    if cfg.dit.first_phase.minutes > 0:
+        first = first_phase_config(cfg, paths)
+        if not (first.dataset_path / "metadata.jsonl").is_file():
+            raise KinemaInputError(f"dit.first_phase is on but {first.dataset_path} holds no dataset: its clips are rendered by the data stage")
+        first_records = _records(first)
+        cache_latents(vae, src / "model.safetensors", first_records, cfg.data.fps, paths.cache_first, cfg.vae.encode_batch_size, cfg.cache_precision, cfg.progress, seed=cfg.seed)
+        cache_text(encoder, cfg.text_encoder, first_records, paths.cache_first, precision=cfg.cache_precision, progress=cfg.progress)
+        out["first_phase_clips"] = len(first_records)
+    return out
 
 
 def _dit_budget(cfg: TrainConfig, paths: RunPaths) -> float:
@@ -196,12 +234,49 @@ def stage_dit(cfg: TrainConfig, paths: RunPaths, dist: DistInfo) -> dict[str, An
     text_dim = json.loads((paths.cache / "text" / "meta.json").read_text())["dim"]
     budget = _dit_budget(cfg, paths)
     _log(dist, f"dit: time budget {budget:.1f} min" if budget > 0 else "dit: no time budget")
+    first_stats: dict[str, Any] = {}
+    if cfg.dit.first_phase.minutes > 0:
+        first_stats = _first_phase(cfg, paths, dist, text_dim)
+        cfg = copy.deepcopy(cfg)
+        cfg.dit.init_from = str(paths.dit_first_ema)
+        if budget > 0:
+            budget = max(0.5, budget - first_stats["seconds"] / 60.0)
+        _log(dist, f"dit: first phase done; the whole dataset gets {budget:.1f} min" if budget > 0 else "dit: first phase done")
     labels = _scene_labels(cfg, cache) if cfg.dit.uses_scene_labels else None
     easy = _curriculum_items(cfg, cache) if cfg.dit.curriculum_steps > 0 else None
     res, ema_model, _ = train_dit(cfg, cache, text_dim, dist, paths.checkpoints("dit"), budget, labels, easy)
     if dist.is_main:
         save_pretrained(ema_model, paths.dit_ema)
-    return {"steps": res.steps, "seconds": res.seconds, "samples_per_second": res.samples_per_second, "final_loss": res.final_loss, "stopped_by": res.stopped_by, "batch_size": cfg.dit.batch_size, "budget_minutes": budget}
+    stats = {"steps": res.steps, "seconds": res.seconds, "samples_per_second": res.samples_per_second, "final_loss": res.final_loss, "stopped_by": res.stopped_by, "batch_size": cfg.dit.batch_size, "budget_minutes": budget}
+    if first_stats:
+        # "seconds" covers both phases, so a resumed run's wall time and the total budget stay right
+        stats.update(first_phase=first_stats, seconds=res.seconds + first_stats["seconds"])
+    return stats
+
+
+def _first_phase(cfg: TrainConfig, paths: RunPaths, dist: DistInfo, text_dim: int) -> dict[str, Any]:
+    """Train the DiT on the narrow first-phase clips for `dit.first_phase.minutes` (once; resumable)."""
+    from kinema.models.io import save_pretrained
+    from kinema.train.dit_trainer import train_dit
+    from kinema.train.latents import LatentCache
+
+    done = paths.work / "dit_first.done.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    if not (paths.cache_first / "latents" / "meta.json").is_file():
+        raise KinemaInputError(f"dit.first_phase is on but there is no first-phase cache in {paths.cache_first}: run the data and cache stages with it on")
+    first = first_phase_config(cfg, paths)
+    cache = LatentCache.load(paths.cache_first)
+    minutes = cfg.dit.first_phase.minutes
+    _log(dist, f"dit: first phase, {minutes:g} min on {paths.dataset_first.name}")
+    labels = _scene_labels(first, cache) if first.dit.uses_scene_labels else None
+    res, ema_model, _ = train_dit(first, cache, text_dim, dist, paths.checkpoints("dit_first"), minutes, labels)
+    stats = {"steps": res.steps, "seconds": res.seconds, "samples_per_second": res.samples_per_second, "final_loss": res.final_loss, "stopped_by": res.stopped_by}
+    if dist.is_main:
+        save_pretrained(ema_model, paths.dit_first_ema)
+        _write_json(done, stats)
+    barrier(dist)
+    return stats
 
 
 def stage_export(cfg: TrainConfig, paths: RunPaths) -> dict[str, Any]:
@@ -267,7 +342,7 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
             elif stage == "dit":
                 stats = stage_dit(cfg, paths, dist)
             elif dist.is_main:
-                stats = {"data": lambda: stage_data(cfg), "cache": lambda: stage_cache(cfg, paths), "export": lambda: stage_export(cfg, paths)}[stage]()
+                stats = {"data": lambda: stage_data(cfg, paths), "cache": lambda: stage_cache(cfg, paths), "export": lambda: stage_export(cfg, paths)}[stage]()
             if dist.is_main and stats is not None:
                 # A resumed training stage reports its loop time across all runs in "seconds".
                 stats["wall_seconds"] = max(time.monotonic() - start, stats.get("seconds", 0.0))

@@ -72,6 +72,25 @@ class VAEStageConfig:
 
 
 @dataclass
+class FirstPhaseConfig:
+    """A narrow first phase for the DiT (`[dit.first_phase]`, Shapes World only).
+
+    Why: on the whole world the DiT does not learn to move objects, while on clips of one object under a
+    still camera it does within minutes, and a DiT started from such a one keeps the motion when trained on
+    the whole world afterwards (docs/benchmarks.md). With `minutes` > 0 the data stage also renders `clips`
+    such clips (`dataset_first/`, one size and length), the cache stage encodes them (`cache_first/`), and the
+    DiT stage trains on them alone for `minutes` before the whole dataset, which starts from the first
+    phase's EMA weights with a fresh optimizer and schedule, for what is left of the DiT's budget.
+    """
+
+    minutes: float = 0.0  # 0 = off
+    clips: int = 3000
+    size: list[int] = field(default_factory=lambda: [64, 64])  # (height, width)
+    frames: int = 17
+    focus: str = "one-object"  # kinema.world.dataset.FOCUSES
+
+
+@dataclass
 class DiTStageConfig:
     """DiT flow-matching training on cached latents and caption embeddings."""
 
@@ -140,6 +159,7 @@ class DiTStageConfig:
     # the built-in one included) whose weights the DiT starts from, with a fresh optimizer and schedule; its
     # architecture must match `[dit.model]`. Empty = random initialisation. A resumed run's checkpoint wins.
     init_from: str = ""
+    first_phase: FirstPhaseConfig = field(default_factory=FirstPhaseConfig)
     # "adamw", or "muon": Muon (kinema.train.muon) for the matrices inside the DiT's blocks, AdamW for the rest,
     # one learning rate and schedule for both.
     optimizer: str = "adamw"
@@ -201,6 +221,29 @@ class TrainConfig:
     @property
     def vae_dir(self) -> Path:
         return Path(self.vae_path) if self.vae_path else self.output / "model" / "vae"
+
+
+def _check_first_phase(cfg: TrainConfig) -> None:
+    from kinema.world.sampling import FOCUSES
+
+    fp = cfg.dit.first_phase
+    if fp.minutes < 0:
+        raise KinemaInputError(f"dit.first_phase.minutes must be >= 0, got {fp.minutes}")
+    if fp.minutes == 0:
+        return
+    if fp.clips < 1:
+        raise KinemaInputError(f"dit.first_phase.clips must be at least 1, got {fp.clips}")
+    if len(fp.size) != 2 or any(not isinstance(v, int) or v <= 0 or v % 16 for v in fp.size):
+        raise KinemaInputError(f"dit.first_phase.size must be [height, width], multiples of 16, got {fp.size}")
+    if fp.frames < 1 or (fp.frames - 1) % 4:
+        raise KinemaInputError(f"dit.first_phase.frames must be 1 + 4k, got {fp.frames}")
+    if fp.focus not in FOCUSES or not fp.focus:
+        raise KinemaInputError(f"dit.first_phase.focus must be one of {sorted(k for k in FOCUSES if k)}, got {fp.focus!r}")
+    if cfg.dit.init_from:
+        raise KinemaInputError("dit.first_phase and dit.init_from both choose where the DiT starts: set one")
+    budget = cfg.dit.time_budget_minutes
+    if budget > 0 and fp.minutes >= budget:
+        raise KinemaInputError(f"dit.first_phase.minutes ({fp.minutes:g}) must be less than dit.time_budget_minutes ({budget:g})")
 
 
 def _build(cls: type, data: dict[str, Any], where: str) -> Any:
@@ -300,6 +343,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     check_task_weights(cfg.dit.tasks, "dit.tasks")
     if cfg.dit.curriculum_steps < 0:
         raise KinemaInputError(f"dit.curriculum_steps must be >= 0, got {cfg.dit.curriculum_steps}")
+    _check_first_phase(cfg)
     if not 0.0 <= cfg.dit.image_fraction < 1.0:
         raise KinemaInputError(f"dit.image_fraction must be in [0, 1), got {cfg.dit.image_fraction}")
     if cfg.dit.image_batch_multiplier < 1:

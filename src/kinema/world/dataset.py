@@ -26,7 +26,7 @@ from kinema.errors import KinemaInputError
 from kinema.video.io import write_video
 from kinema.world.captions import captions
 from kinema.world.render import render
-from kinema.world.sampling import HELDOUT_MODES, sample_scene
+from kinema.world.sampling import FOCUSES, HELDOUT_MODES, sample_scene
 from kinema.world.scene import SPEC_VERSION, ClipSpec, Scene
 
 METADATA = "metadata.jsonl"
@@ -43,6 +43,7 @@ class _Job:
     heldout: str
     buckets: tuple[ClipSpec, ...]
     weights: tuple[float, ...]
+    focus: str = ""
 
 
 def clip_record(job: _Job, index: int) -> dict[str, Any]:
@@ -50,6 +51,8 @@ def clip_record(job: _Job, index: int) -> dict[str, Any]:
     rng = np.random.default_rng([job.seed, index])
     clip = job.buckets[int(rng.choice(len(job.buckets), p=job.weights))]
     scene = sample_scene(rng, clip, job.heldout)
+    while not FOCUSES[job.focus](scene):
+        scene = sample_scene(rng, clip, job.heldout)
     caps = captions(scene, rng, NUM_CAPTIONS)
     render_seed = int(rng.integers(2**31 - 1))
     rel = f"{CLIPS_DIR}/{index:06d}.mp4"
@@ -82,16 +85,21 @@ def captions_without_camera(scene: Scene, seed: int, index: int) -> list[str]:
 
 
 def _settings(job: _Job) -> dict[str, Any]:
-    return {
+    settings = {
         "spec": SPEC_VERSION,
         "seed": job.seed,
         "heldout": job.heldout,
         "buckets": [asdict(b) for b in job.buckets],
         "bucket_weights": list(job.weights),
     }
+    return {**settings, "focus": job.focus} if job.focus else settings  # datasets written before `focus` still resume
 
 
-def _validate(num_clips: int, buckets: Sequence[ClipSpec], seed: int, heldout: str, bucket_weights: Sequence[float] | None, workers: int) -> tuple[float, ...]:
+def _validate(
+    num_clips: int, buckets: Sequence[ClipSpec], seed: int, heldout: str, bucket_weights: Sequence[float] | None, workers: int, focus: str = ""
+) -> tuple[float, ...]:
+    if focus not in FOCUSES:
+        raise KinemaInputError(f"focus must be one of {sorted(FOCUSES)}, got {focus!r}")
     if num_clips < 1:
         raise KinemaInputError(f"num_clips must be at least 1, got {num_clips}")
     if not buckets:
@@ -119,14 +127,16 @@ def write_dataset(
     bucket_weights: Sequence[float] | None = None,
     workers: int = 1,
     progress: bool = True,
+    focus: str = "",
 ) -> Path:
     """Write `num_clips` clips and their metadata to `out_dir`; returns the directory.
 
     heldout: "exclude" (a training set: no held-out pair anywhere), "only" (every
-    clip carries a held-out pair) or "any". Resuming an interrupted run with the
-    same settings only renders the missing clips.
+    clip carries a held-out pair) or "any". focus: "" (the whole world) or a key of
+    FOCUSES (a narrower slice). Resuming an interrupted run with the same settings
+    only renders the missing clips.
     """
-    weights = _validate(num_clips, buckets, seed, heldout, bucket_weights, workers)
+    weights = _validate(num_clips, buckets, seed, heldout, bucket_weights, workers, focus)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise KinemaInputError(f"cannot write a dataset to {out}: it is a file")
@@ -134,7 +144,7 @@ def write_dataset(
         (out / CLIPS_DIR).mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise KinemaInputError(f"cannot write to {out}: {e.strerror or e}") from None
-    job = _Job(str(out), int(seed), heldout, tuple(buckets), weights)
+    job = _Job(str(out), int(seed), heldout, tuple(buckets), weights, focus)
     settings = _settings(job)
     settings_path = out / SETTINGS
     if settings_path.exists():

@@ -21,6 +21,7 @@ Dataset choices (documented because they shape what the model learns):
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Callable
 
 import numpy as np
 
@@ -42,6 +43,13 @@ from kinema.world.scene import (
 )
 
 HELDOUT_MODES = ("exclude", "only", "any")
+# Narrower slices of the world a dataset can be drawn from (`write_dataset(focus=...)`): a sampled scene is
+# kept only when the predicate holds. "one-object": one object, a static camera, the normal speed, any
+# motion: where a DiT learns to move an object (docs/benchmarks.md, "Why the objects do not move").
+FOCUSES: dict[str, Callable[[Scene], bool]] = {
+    "": lambda scene: True,
+    "one-object": lambda scene: len(scene.objects) == 1 and scene.camera == "static" and scene.objects[0].speed == "normal",
+}
 EDGE_MARGIN = 0.02  # objects keep this fraction of min(H, W) away from the frame edge
 GAP_MARGIN = 0.04  # bounding circles of two objects stay this far apart at frame 0
 SIZE_WEIGHTS = {"small": 0.3, "medium": 0.4, "large": 0.3}
