@@ -137,6 +137,8 @@ def test_a_focused_dataset_holds_only_its_slice_of_the_world(tmp_path: Path) -> 
     assert json.loads((out / "dataset.json").read_text())["focus"] == "one-object"
     with pytest.raises(KinemaInputError, match="other settings"):
         write_dataset(out, 12, [ClipSpec(16, 16, 1, 8.0)], seed=3, progress=False)
+    moving = write_dataset(tmp_path / "t", 12, [ClipSpec(16, 16, 1, 8.0)], seed=3, progress=False, focus="one-object-translation")
+    assert {m["scene"]["objects"][0]["motion"] for m in _read_meta(moving)} <= {"still", "left", "right", "up", "down"}
 
 
 def test_resume_renders_only_missing_clips(tmp_path: Path) -> None:
