@@ -236,7 +236,7 @@ def stage_dit(cfg: TrainConfig, paths: RunPaths, dist: DistInfo) -> dict[str, An
     _log(dist, f"dit: time budget {budget:.1f} min" if budget > 0 else "dit: no time budget")
     first_stats: dict[str, Any] = {}
     if cfg.dit.first_phase.minutes > 0:
-        first_stats = _first_phase(cfg, paths, dist, text_dim)
+        first_stats = _first_phase(cfg, paths, dist, text_dim, budget)
         cfg = copy.deepcopy(cfg)
         cfg.dit.init_from = str(paths.dit_first_ema)
         if budget > 0:
@@ -254,8 +254,9 @@ def stage_dit(cfg: TrainConfig, paths: RunPaths, dist: DistInfo) -> dict[str, An
     return stats
 
 
-def _first_phase(cfg: TrainConfig, paths: RunPaths, dist: DistInfo, text_dim: int) -> dict[str, Any]:
-    """Train the DiT on the narrow first-phase clips for `dit.first_phase.minutes` (once; resumable)."""
+def _first_phase(cfg: TrainConfig, paths: RunPaths, dist: DistInfo, text_dim: int, dit_budget: float) -> dict[str, Any]:
+    """Train the DiT on the narrow first-phase clips for `dit.first_phase.minutes` (once; resumable), capped at
+    90% of the DiT's budget when a total budget has left it less, so the whole dataset still gets a tenth."""
     from kinema.models.io import save_pretrained
     from kinema.train.dit_trainer import train_dit
     from kinema.train.latents import LatentCache
@@ -267,7 +268,7 @@ def _first_phase(cfg: TrainConfig, paths: RunPaths, dist: DistInfo, text_dim: in
         raise KinemaInputError(f"dit.first_phase is on but there is no first-phase cache in {paths.cache_first}: run the data and cache stages with it on")
     first = first_phase_config(cfg, paths)
     cache = LatentCache.load(paths.cache_first)
-    minutes = cfg.dit.first_phase.minutes
+    minutes = cfg.dit.first_phase.minutes if dit_budget <= 0 else min(cfg.dit.first_phase.minutes, 0.9 * dit_budget)
     _log(dist, f"dit: first phase, {minutes:g} min on {paths.dataset_first.name}")
     labels = _scene_labels(first, cache) if first.dit.uses_scene_labels else None
     res, ema_model, _ = train_dit(first, cache, text_dim, dist, paths.checkpoints("dit_first"), minutes, labels)
