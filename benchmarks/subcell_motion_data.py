@@ -35,10 +35,9 @@ from kinema.video.io import write_video
 from kinema.world import scene as world
 from kinema.world.captions import captions
 from kinema.world.render import render
-from kinema.world.sampling import sample_scene
+from kinema.world.sampling import FOCUSES, sample_scene
 from kinema.world.scene import ClipSpec
 
-TRANSLATIONS = ("still", "left", "right", "up", "down")
 CLIP = ClipSpec(height=64, width=64, num_frames=17, fps=8.0)
 
 
@@ -47,11 +46,13 @@ def set_normal_speed(speed: float) -> None:
     world.SPEEDS["normal"] = float(speed)
 
 
-def one_object_scene(rng: np.random.Generator, motions: tuple[str, ...] = TRANSLATIONS):
-    """A scene from the world's sampler with one object, a static camera, one of `motions`, at the normal speed."""
+def one_object_scene(rng: np.random.Generator, focus: str = "one-object-translation"):
+    """A scene from the world's sampler in a slice of kinema.world.sampling.FOCUSES (one object, a static
+    camera, the normal speed; a translation or none, or any motion). Drawn here rather than by
+    write_dataset(focus=...), which spends its generator differently, so the committed A/B data stays reproducible."""
     while True:
         s = sample_scene(rng, CLIP, heldout="exclude")
-        if len(s.objects) == 1 and s.camera == "static" and s.objects[0].motion in motions and s.objects[0].speed == "normal":
+        if FOCUSES[focus](s):
             return s
 
 
@@ -98,7 +99,7 @@ def main() -> None:
     lines = []
     for i in tqdm(range(args.clips), desc="rendering clips", unit="clip"):
         rng = np.random.default_rng([args.seed, i])
-        s = one_object_scene(rng, TRANSLATIONS if args.motions == "translations" else world.MOTIONS)
+        s = one_object_scene(rng, "one-object-translation" if args.motions == "translations" else "one-object")
         render_seed = int(rng.integers(2**31 - 1))
         rel = f"clips/{i:06d}.mp4"
         write_video(render(s, CLIP, render_seed), args.out / rel, CLIP.fps, threads=1)

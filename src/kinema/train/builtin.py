@@ -102,6 +102,11 @@ def _log(dist: DistInfo, msg: str) -> None:
         print(f"[kinema train] {msg}", flush=True)
 
 
+def _loop_stats(res: Any) -> dict[str, Any]:
+    """What train_stats.json records of a training loop's kinema.train.loop.LoopResult."""
+    return {"steps": res.steps, "seconds": res.seconds, "samples_per_second": res.samples_per_second, "final_loss": res.final_loss, "stopped_by": res.stopped_by}
+
+
 # --- stages ------------------------------------------------------------------------
 
 
@@ -145,7 +150,7 @@ def stage_vae(cfg: TrainConfig, paths: RunPaths, dist: DistInfo) -> dict[str, An
     from kinema.train.vae_trainer import train_vae
 
     res = train_vae(cfg, _records(cfg), dist, paths.vae_trained, paths.checkpoints("vae"))
-    return {"steps": res.steps, "seconds": res.seconds, "samples_per_second": res.samples_per_second, "final_loss": res.final_loss, "stopped_by": res.stopped_by, "batch_size": cfg.vae.batch_size}
+    return {**_loop_stats(res), "batch_size": cfg.vae.batch_size}
 
 
 def _vae_source(cfg: TrainConfig, paths: RunPaths) -> Path:
@@ -247,7 +252,7 @@ def stage_dit(cfg: TrainConfig, paths: RunPaths, dist: DistInfo) -> dict[str, An
     res, ema_model, _ = train_dit(cfg, cache, text_dim, dist, paths.checkpoints("dit"), budget, labels, easy)
     if dist.is_main:
         save_pretrained(ema_model, paths.dit_ema)
-    stats = {"steps": res.steps, "seconds": res.seconds, "samples_per_second": res.samples_per_second, "final_loss": res.final_loss, "stopped_by": res.stopped_by, "batch_size": cfg.dit.batch_size, "budget_minutes": budget}
+    stats = {**_loop_stats(res), "batch_size": cfg.dit.batch_size, "budget_minutes": budget}
     if first_stats:
         # "seconds" covers both phases, so a resumed run's wall time and the total budget stay right
         stats.update(first_phase=first_stats, seconds=res.seconds + first_stats["seconds"])
@@ -272,7 +277,7 @@ def _first_phase(cfg: TrainConfig, paths: RunPaths, dist: DistInfo, text_dim: in
     _log(dist, f"dit: first phase, {minutes:g} min on {paths.dataset_first.name}")
     labels = _scene_labels(first, cache) if first.dit.uses_scene_labels else None
     res, ema_model, _ = train_dit(first, cache, text_dim, dist, paths.checkpoints("dit_first"), minutes, labels)
-    stats = {"steps": res.steps, "seconds": res.seconds, "samples_per_second": res.samples_per_second, "final_loss": res.final_loss, "stopped_by": res.stopped_by}
+    stats = _loop_stats(res)
     if dist.is_main:
         save_pretrained(ema_model, paths.dit_first_ema)
         _write_json(done, stats)

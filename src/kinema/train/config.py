@@ -223,6 +223,16 @@ class TrainConfig:
         return Path(self.vae_path) if self.vae_path else self.output / "model" / "vae"
 
 
+def _is_frame_size(hw: list[int]) -> bool:
+    """[height, width], positive multiples of 16 (the VAE's stride times the DiT's patch)."""
+    return len(hw) == 2 and all(isinstance(v, int) and v > 0 and v % 16 == 0 for v in hw)
+
+
+def _is_frame_count(n: int) -> bool:
+    """1 + 4k frames: the causal VAE encodes the first frame alone, then groups of four."""
+    return n >= 1 and (n - 1) % 4 == 0
+
+
 def _check_first_phase(cfg: TrainConfig) -> None:
     from kinema.world.sampling import FOCUSES
 
@@ -233,9 +243,9 @@ def _check_first_phase(cfg: TrainConfig) -> None:
         return
     if fp.clips < 1:
         raise KinemaInputError(f"dit.first_phase.clips must be at least 1, got {fp.clips}")
-    if len(fp.size) != 2 or any(not isinstance(v, int) or v <= 0 or v % 16 for v in fp.size):
+    if not _is_frame_size(fp.size):
         raise KinemaInputError(f"dit.first_phase.size must be [height, width], multiples of 16, got {fp.size}")
-    if fp.frames < 1 or (fp.frames - 1) % 4:
+    if not _is_frame_count(fp.frames):
         raise KinemaInputError(f"dit.first_phase.frames must be 1 + 4k, got {fp.frames}")
     if fp.focus not in FOCUSES or not fp.focus:
         raise KinemaInputError(f"dit.first_phase.focus must be one of {sorted(k for k in FOCUSES if k)}, got {fp.focus!r}")
@@ -292,12 +302,12 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     if bad or not cfg.stages:
         raise KinemaInputError(f"stages must be a non-empty subset of {list(STAGES)}, got {cfg.stages}")
     for hw in cfg.data.buckets:
-        if len(hw) != 2 or any((not isinstance(v, int)) or v <= 0 or v % 16 for v in hw):
+        if not _is_frame_size(hw):
             raise KinemaInputError(f"data.buckets entries must be [height, width] multiples of 16, got {hw}")
     if not cfg.data.buckets:
         raise KinemaInputError("data.buckets must list at least one [height, width]")
     for n in cfg.data.frame_counts:
-        if n < 1 or (n - 1) % 4:
+        if not _is_frame_count(n):
             raise KinemaInputError(f"data.frame_counts must be 1 + 4k, got {n}")
     if (cfg.vae.crop_frames - 1) % 4 or cfg.vae.crop_frames < 1:
         raise KinemaInputError(f"vae.crop_frames must be 1 + 4k, got {cfg.vae.crop_frames}")
