@@ -19,6 +19,9 @@ def test_builtin_config_parses_with_the_recipe_values():
     assert cfg.dit.tasks["text"] >= 0.5 and set(cfg.dit.tasks) <= {"text", "first", "last", "first_last", "continue", "keyframes"}
     assert 0 < cfg.dit.caption_dropout < 1
     assert cfg.dataset_path == Path("runs/builtin") / "dataset"
+    # shapes-v0.5's motion comes from the narrow first phase: it must stay on, inside the DiT's budget
+    assert cfg.dit.first_phase.focus == "one-object-translation"
+    assert 0 < cfg.dit.first_phase.minutes < cfg.total_budget_minutes
 
 
 def test_experiment_configs_parse_and_keep_their_own_output_dir():
