@@ -139,6 +139,9 @@ def test_a_focused_dataset_holds_only_its_slice_of_the_world(tmp_path: Path) -> 
         write_dataset(out, 12, [ClipSpec(16, 16, 1, 8.0)], seed=3, progress=False)
     moving = write_dataset(tmp_path / "t", 12, [ClipSpec(16, 16, 1, 8.0)], seed=3, progress=False, focus="one-object-translation")
     assert {m["scene"]["objects"][0]["motion"] for m in _read_meta(moving)} <= {"still", "left", "right", "up", "down"}
+    camera = [Scene.from_dict(m["scene"]) for m in _read_meta(write_dataset(tmp_path / "c", 12, [ClipSpec(16, 16, 1, 8.0)], seed=3, progress=False, focus="camera-moves"))]
+    assert all(len(s.objects) == 1 and s.objects[0].motion == "still" and s.camera != "static" for s in camera)
+    assert len({s.camera for s in camera}) > 2  # every camera move stays in the slice
 
 
 def test_resume_renders_only_missing_clips(tmp_path: Path) -> None:

@@ -87,7 +87,7 @@ class FirstPhaseConfig:
     clips: int = 3000
     size: list[int] = field(default_factory=lambda: [64, 64])  # (height, width)
     frames: int = 17
-    focus: str = "one-object"  # kinema.world.sampling.FOCUSES: "one-object" (every motion) or "one-object-translation"
+    focus: str = "one-object"  # kinema.world.sampling.FOCUSES: "one-object" (every motion), "one-object-translation" or "camera-moves"
 
 
 @dataclass

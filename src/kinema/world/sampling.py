@@ -53,11 +53,15 @@ def _one_object(scene: Scene) -> bool:
 # Narrower slices of the world a dataset can be drawn from (`write_dataset(focus=...)`): a sampled scene is
 # kept only when the predicate holds. "one-object": one object, a static camera, the normal speed, any
 # motion; "one-object-translation": the same, still or moving left / right / up / down (the slice a DiT
-# learned to move objects on, docs/benchmarks.md, "Why the objects do not move").
+# learned to move objects on, docs/benchmarks.md, "Why the objects do not move"); "camera-moves": one still
+# object at the normal speed under a moving camera (pan, tilt, zoom), so only the camera moves the picture.
 FOCUSES: dict[str, Callable[[Scene], bool]] = {
     "": lambda scene: True,
     "one-object": _one_object,
     "one-object-translation": lambda scene: _one_object(scene) and scene.objects[0].motion in TRANSLATIONS,
+    "camera-moves": lambda scene: (
+        len(scene.objects) == 1 and scene.camera != "static" and scene.objects[0].motion == "still" and scene.objects[0].speed == "normal"
+    ),
 }
 EDGE_MARGIN = 0.02  # objects keep this fraction of min(H, W) away from the frame edge
 GAP_MARGIN = 0.04  # bounding circles of two objects stay this far apart at frame 0
