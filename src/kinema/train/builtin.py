@@ -169,14 +169,20 @@ def stage_cache(cfg: TrainConfig, paths: RunPaths) -> dict[str, Any]:
     records = _records(cfg)
     src = _vae_source(cfg, paths)
     vae = load_pretrained(src)
-    stats = cache_latents(
-        vae, src / "model.safetensors", records, cfg.data.fps, paths.cache, cfg.vae.encode_batch_size, cfg.cache_precision, cfg.progress,
-        max_clips_per_bucket=cfg.cache_max_clips_per_bucket, seed=cfg.seed,
-    )  # fmt: skip
+    encoder = load_text_encoder(cfg.text_encoder, max_tokens=TRAIN_MAX_TOKENS)
+
+    def encode(clips: list, cache_dir: Path, max_clips_per_bucket: int = 0) -> Any:
+        """Latents of `clips` and embeddings of their captions into `cache_dir`; returns the latent stats."""
+        stats = cache_latents(
+            vae, src / "model.safetensors", clips, cfg.data.fps, cache_dir, cfg.vae.encode_batch_size, cfg.cache_precision, cfg.progress,
+            max_clips_per_bucket=max_clips_per_bucket, seed=cfg.seed,
+        )  # fmt: skip
+        cache_text(encoder, cfg.text_encoder, clips, cache_dir, precision=cfg.cache_precision, progress=cfg.progress)
+        return stats
+
+    stats = encode(records, paths.cache, cfg.cache_max_clips_per_bucket)
     vae.config.latent_mean, vae.config.latent_std = stats.mean, stats.std
     save_pretrained(vae, paths.vae_final)
-    encoder = load_text_encoder(cfg.text_encoder, max_tokens=TRAIN_MAX_TOKENS)
-    cache_text(encoder, cfg.text_encoder, records, paths.cache, precision=cfg.cache_precision, progress=cfg.progress)
     encoded = json.loads((paths.cache / "latents" / "meta.json").read_text())["num_clips"]
     out = {"clips": encoded, "latent_std_mean": sum(stats.std) / len(stats.std)}
     if cfg.dit.first_phase.minutes > 0:
@@ -184,8 +190,7 @@ def stage_cache(cfg: TrainConfig, paths: RunPaths) -> dict[str, Any]:
         if not (first.dataset_path / "metadata.jsonl").is_file():
             raise KinemaInputError(f"dit.first_phase is on but {first.dataset_path} holds no dataset: its clips are rendered by the data stage")
         first_records = _records(first)
-        cache_latents(vae, src / "model.safetensors", first_records, cfg.data.fps, paths.cache_first, cfg.vae.encode_batch_size, cfg.cache_precision, cfg.progress, seed=cfg.seed)
-        cache_text(encoder, cfg.text_encoder, first_records, paths.cache_first, precision=cfg.cache_precision, progress=cfg.progress)
+        encode(first_records, paths.cache_first)
         out["first_phase_clips"] = len(first_records)
     return out
 

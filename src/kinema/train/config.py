@@ -309,7 +309,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     for n in cfg.data.frame_counts:
         if not _is_frame_count(n):
             raise KinemaInputError(f"data.frame_counts must be 1 + 4k, got {n}")
-    if (cfg.vae.crop_frames - 1) % 4 or cfg.vae.crop_frames < 1:
+    if not _is_frame_count(cfg.vae.crop_frames):
         raise KinemaInputError(f"vae.crop_frames must be 1 + 4k, got {cfg.vae.crop_frames}")
     if cfg.vae.crop_size % 8 or cfg.vae.crop_size <= 0:
         raise KinemaInputError(f"vae.crop_size must be a positive multiple of 8, got {cfg.vae.crop_size}")

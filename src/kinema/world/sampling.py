@@ -46,8 +46,12 @@ HELDOUT_MODES = ("exclude", "only", "any")
 TRANSLATIONS = ("still", "left", "right", "up", "down")
 
 
+def _one_normal_object(scene: Scene) -> bool:
+    return len(scene.objects) == 1 and scene.objects[0].speed == "normal"
+
+
 def _one_object(scene: Scene) -> bool:
-    return len(scene.objects) == 1 and scene.camera == "static" and scene.objects[0].speed == "normal"
+    return _one_normal_object(scene) and scene.camera == "static"
 
 
 # Narrower slices of the world a dataset can be drawn from (`write_dataset(focus=...)`): a sampled scene is
@@ -59,9 +63,7 @@ FOCUSES: dict[str, Callable[[Scene], bool]] = {
     "": lambda scene: True,
     "one-object": _one_object,
     "one-object-translation": lambda scene: _one_object(scene) and scene.objects[0].motion in TRANSLATIONS,
-    "camera-moves": lambda scene: (
-        len(scene.objects) == 1 and scene.camera != "static" and scene.objects[0].motion == "still" and scene.objects[0].speed == "normal"
-    ),
+    "camera-moves": lambda scene: _one_normal_object(scene) and scene.camera != "static" and scene.objects[0].motion == "still",
 }
 EDGE_MARGIN = 0.02  # objects keep this fraction of min(H, W) away from the frame edge
 GAP_MARGIN = 0.04  # bounding circles of two objects stay this far apart at frame 0
