@@ -78,6 +78,7 @@ def _write(tmp_path, text):
         ("[dit]\ncurriculum_steps = -5\n", "dit.curriculum_steps must be >= 0"),
         ("[dit]\ntime_budget_minutes = 30.0\n[dit.first_phase]\nminutes = 30.0\n", "must be less than dit.time_budget_minutes"),
         ("[dit.first_phase]\nminutes = 5.0\nfocus = \"\"\n", "dit.first_phase.focus must be one of"),
+        ("[dit.first_phase]\nminutes = 5.0\nfocus = \"camera-moves+spin\"\n", "dit.first_phase.focus must be one of"),
         ("[dit.first_phase]\nminutes = 5.0\nsize = [64, 60]\n", "dit.first_phase.size"),
         ("[dit.first_phase]\nminutes = 5.0\nframes = 16\n", "dit.first_phase.frames must be 1 + 4k"),
         ("[dit]\ninit_from = \"runs/x/dit\"\n[dit.first_phase]\nminutes = 5.0\n", "set one"),
@@ -88,6 +89,11 @@ def _write(tmp_path, text):
 def test_bad_configs_are_refused_with_the_key_named(tmp_path, text, message):
     with pytest.raises(KinemaInputError, match=message.replace("[", r"\[").replace("+", r"\+")):
         load_config(_write(tmp_path, text))
+
+
+def test_a_first_phase_may_mix_slices_of_the_world(tmp_path):
+    cfg = load_config(_write(tmp_path, "[dit.first_phase]\nminutes = 5.0\nfocus = \"one-object-translation+camera-moves\"\n"))
+    assert cfg.dit.first_phase.focus == "one-object-translation+camera-moves"
 
 
 def test_missing_config_file(tmp_path):

@@ -347,6 +347,8 @@ def test_first_phase_trains_on_one_object_clips_then_the_whole_dataset_from_its_
     cfg.dit.first_phase = FirstPhaseConfig(minutes=1.0, clips=4, size=[32, 32], frames=9)  # the tiny steps limit ends it first
     starts, real = [], dit_trainer.warm_start
     monkeypatch.setattr(dit_trainer, "warm_start", lambda model, d: (starts.append(Path(d)), real(model, d)))
+    caches, real_train = [], dit_trainer.train_dit
+    monkeypatch.setattr(dit_trainer, "train_dit", lambda c, cache, *a, **k: (caches.append(cache), real_train(c, cache, *a, **k))[1])
     stats = run(cfg)["stages"]
     scenes = [json.loads(line)["scene"] for line in (out / "dataset_first" / "metadata.jsonl").read_text().splitlines()]
     assert len(scenes) == 4 and all(len(s["objects"]) == 1 and s["camera"] == "static" for s in scenes)
@@ -355,6 +357,10 @@ def test_first_phase_trains_on_one_object_clips_then_the_whole_dataset_from_its_
     assert stats["dit"]["first_phase"]["steps"] == 3 and stats["dit"]["steps"] == 3
     assert stats["dit"]["seconds"] > stats["dit"]["first_phase"]["seconds"]  # the DiT's time covers both phases
     assert starts == [out / "work" / "dit_first_ema"] and (out / "model" / "dit" / "model.safetensors").is_file()
+    # both phases normalise latents alike: with the whole dataset's statistics, which the exported VAE carries
+    first_meta = json.loads((out / "cache_first" / "latents" / "meta.json").read_text())
+    assert len(caches) == 2 and caches[0].latent_mean.tolist() != first_meta["latent_mean"]
+    assert torch.equal(caches[0].latent_mean, caches[1].latent_mean) and torch.equal(caches[0].latent_std, caches[1].latent_std)
 
 
 def test_cache_subset_per_bucket(tmp_path):

@@ -12,7 +12,7 @@ from kinema.errors import KinemaInputError
 from kinema.video.io import read_video
 from kinema.world.dataset import write_dataset
 from kinema.world.render import SHAPE_CIRCUMRADIUS, object_track, render
-from kinema.world.sampling import relations_at_start, sample_scene, stays_inside
+from kinema.world.sampling import TRANSLATIONS, focus_parts, relations_at_start, sample_scene, stays_inside
 from kinema.world.scene import HELD_OUT, RELATION_MARGIN, ClipSpec, Scene
 
 CLIPS = [ClipSpec(64, 64, 17, 8.0), ClipSpec(48, 80, 33, 8.0), ClipSpec(64, 64, 97, 24.0)]
@@ -142,6 +142,19 @@ def test_a_focused_dataset_holds_only_its_slice_of_the_world(tmp_path: Path) -> 
     camera = [Scene.from_dict(m["scene"]) for m in _read_meta(write_dataset(tmp_path / "c", 12, [ClipSpec(16, 16, 1, 8.0)], seed=3, progress=False, focus="camera-moves"))]
     assert all(len(s.objects) == 1 and s.objects[0].motion == "still" and s.camera != "static" for s in camera)
     assert len({s.camera for s in camera}) > 2  # every camera move stays in the slice
+
+
+def test_a_mixed_focus_takes_its_slices_in_turn(tmp_path: Path) -> None:
+    """focus="a+b": even clips from slice a, odd ones from b, whatever share of the world each is; an
+    unknown part, or the whole world inside a mix, is refused by name before anything is written."""
+    mixed = [Scene.from_dict(m["scene"]) for m in _read_meta(write_dataset(tmp_path / "m", 10, [ClipSpec(16, 16, 1, 8.0)], seed=3, progress=False, focus="one-object-translation+camera-moves"))]
+    assert all(s.camera == "static" and s.objects[0].motion in TRANSLATIONS for s in mixed[0::2])
+    assert all(s.camera != "static" and s.objects[0].motion == "still" for s in mixed[1::2])
+    assert focus_parts("camera-moves+camera-moves+one-object") == ("camera-moves", "camera-moves", "one-object")
+    for bad in ("one-object+nope", "+one-object"):
+        with pytest.raises(KinemaInputError, match="focus must be one of"):
+            write_dataset(tmp_path / "bad", 2, [ClipSpec(16, 16, 1, 8.0)], seed=3, progress=False, focus=bad)
+    assert not (tmp_path / "bad").exists()
 
 
 def test_resume_renders_only_missing_clips(tmp_path: Path) -> None:

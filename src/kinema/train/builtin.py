@@ -21,6 +21,7 @@ import copy
 import json
 import os
 import time
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -246,7 +247,7 @@ def stage_dit(cfg: TrainConfig, paths: RunPaths, dist: DistInfo) -> dict[str, An
     _log(dist, f"dit: time budget {budget:.1f} min" if budget > 0 else "dit: no time budget")
     first_stats: dict[str, Any] = {}
     if cfg.dit.first_phase.minutes > 0:
-        first_stats = _first_phase(cfg, paths, dist, text_dim, budget)
+        first_stats = _first_phase(cfg, paths, dist, text_dim, budget, cache)
         cfg = copy.deepcopy(cfg)
         cfg.dit.init_from = str(paths.dit_first_ema)
         if budget > 0:
@@ -264,9 +265,12 @@ def stage_dit(cfg: TrainConfig, paths: RunPaths, dist: DistInfo) -> dict[str, An
     return stats
 
 
-def _first_phase(cfg: TrainConfig, paths: RunPaths, dist: DistInfo, text_dim: int, dit_budget: float) -> dict[str, Any]:
+def _first_phase(cfg: TrainConfig, paths: RunPaths, dist: DistInfo, text_dim: int, dit_budget: float, main: Any) -> dict[str, Any]:
     """Train the DiT on the narrow first-phase clips for `dit.first_phase.minutes` (once; resumable), capped at
-    90% of the DiT's budget when a total budget has left it less, so the whole dataset still gets a tenth."""
+    90% of the DiT's budget when a total budget has left it less, so the whole dataset still gets a tenth.
+
+    Its latents are normalised with the `main` cache's statistics, not the slice's own: the whole-dataset
+    phase and the exported VAE use those, so both phases see the same latent scale."""
     from kinema.models.io import save_pretrained
     from kinema.train.dit_trainer import train_dit
     from kinema.train.latents import LatentCache
@@ -277,7 +281,7 @@ def _first_phase(cfg: TrainConfig, paths: RunPaths, dist: DistInfo, text_dim: in
     if not (paths.cache_first / "latents" / "meta.json").is_file():
         raise KinemaInputError(f"dit.first_phase is on but there is no first-phase cache in {paths.cache_first}: run the data and cache stages with it on")
     first = first_phase_config(cfg, paths)
-    cache = LatentCache.load(paths.cache_first)
+    cache = dataclasses.replace(LatentCache.load(paths.cache_first), latent_mean=main.latent_mean, latent_std=main.latent_std)
     minutes = cfg.dit.first_phase.minutes if dit_budget <= 0 else min(cfg.dit.first_phase.minutes, 0.9 * dit_budget)
     _log(dist, f"dit: first phase, {minutes:g} min on {paths.dataset_first.name}")
     labels = _scene_labels(first, cache) if first.dit.uses_scene_labels else None

@@ -87,7 +87,9 @@ class FirstPhaseConfig:
     clips: int = 3000
     size: list[int] = field(default_factory=lambda: [64, 64])  # (height, width)
     frames: int = 17
-    focus: str = "one-object"  # kinema.world.sampling.FOCUSES: "one-object" (every motion), "one-object-translation" or "camera-moves"
+    # kinema.world.sampling.FOCUSES: "one-object" (every motion), "one-object-translation" or "camera-moves";
+    # "a+b" mixes slices in even shares (focus_parts)
+    focus: str = "one-object"
 
 
 @dataclass
@@ -234,7 +236,7 @@ def _is_frame_count(n: int) -> bool:
 
 
 def _check_first_phase(cfg: TrainConfig) -> None:
-    from kinema.world.sampling import FOCUSES
+    from kinema.world.sampling import FOCUSES, focus_parts
 
     fp = cfg.dit.first_phase
     if fp.minutes < 0:
@@ -247,8 +249,11 @@ def _check_first_phase(cfg: TrainConfig) -> None:
         raise KinemaInputError(f"dit.first_phase.size must be [height, width], multiples of 16, got {fp.size}")
     if not _is_frame_count(fp.frames):
         raise KinemaInputError(f"dit.first_phase.frames must be 1 + 4k, got {fp.frames}")
-    if fp.focus not in FOCUSES or not fp.focus:
-        raise KinemaInputError(f"dit.first_phase.focus must be one of {sorted(k for k in FOCUSES if k)}, got {fp.focus!r}")
+    try:
+        if "" in focus_parts(fp.focus):  # the whole world is no first phase
+            raise ValueError(fp.focus)
+    except ValueError:
+        raise KinemaInputError(f"dit.first_phase.focus must be one of {sorted(k for k in FOCUSES if k)} or several joined by '+', got {fp.focus!r}") from None
     if cfg.dit.init_from:
         raise KinemaInputError("dit.first_phase and dit.init_from both choose where the DiT starts: set one")
     budget = cfg.dit.time_budget_minutes

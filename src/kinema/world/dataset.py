@@ -26,7 +26,7 @@ from kinema.errors import KinemaInputError
 from kinema.video.io import write_video
 from kinema.world.captions import captions
 from kinema.world.render import render
-from kinema.world.sampling import FOCUSES, HELDOUT_MODES, sample_scene
+from kinema.world.sampling import FOCUSES, HELDOUT_MODES, focus_parts, sample_scene
 from kinema.world.scene import SPEC_VERSION, ClipSpec, Scene
 
 METADATA = "metadata.jsonl"
@@ -50,8 +50,10 @@ def clip_record(job: _Job, index: int) -> dict[str, Any]:
     """Sample, caption and (unless present) render clip `index`; returns its metadata line."""
     rng = np.random.default_rng([job.seed, index])
     clip = job.buckets[int(rng.choice(len(job.buckets), p=job.weights))]
+    parts = focus_parts(job.focus)
+    keep = FOCUSES[parts[index % len(parts)]]  # a mixed focus: clips take its slices in turn
     scene = sample_scene(rng, clip, job.heldout)
-    while not FOCUSES[job.focus](scene):
+    while not keep(scene):
         scene = sample_scene(rng, clip, job.heldout)
     caps = captions(scene, rng, NUM_CAPTIONS)
     render_seed = int(rng.integers(2**31 - 1))
@@ -98,8 +100,10 @@ def _settings(job: _Job) -> dict[str, Any]:
 def _validate(
     num_clips: int, buckets: Sequence[ClipSpec], seed: int, heldout: str, bucket_weights: Sequence[float] | None, workers: int, focus: str = ""
 ) -> tuple[float, ...]:
-    if focus not in FOCUSES:
-        raise KinemaInputError(f"focus must be one of {sorted(FOCUSES)}, got {focus!r}")
+    try:
+        focus_parts(focus)
+    except ValueError as e:
+        raise KinemaInputError(str(e)) from None
     if num_clips < 1:
         raise KinemaInputError(f"num_clips must be at least 1, got {num_clips}")
     if not buckets:
@@ -132,9 +136,9 @@ def write_dataset(
     """Write `num_clips` clips and their metadata to `out_dir`; returns the directory.
 
     heldout: "exclude" (a training set: no held-out pair anywhere), "only" (every
-    clip carries a held-out pair) or "any". focus: "" (the whole world) or a key of
-    FOCUSES (a narrower slice). Resuming an interrupted run with the same settings
-    only renders the missing clips.
+    clip carries a held-out pair) or "any". focus: "" (the whole world), a key of
+    FOCUSES (a narrower slice) or several joined by "+" (their clips in turn).
+    Resuming an interrupted run with the same settings only renders the missing clips.
     """
     weights = _validate(num_clips, buckets, seed, heldout, bucket_weights, workers, focus)
     out = Path(out_dir)

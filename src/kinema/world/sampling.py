@@ -59,12 +59,25 @@ def _one_object(scene: Scene) -> bool:
 # motion; "one-object-translation": the same, still or moving left / right / up / down (the slice a DiT
 # learned to move objects on, docs/benchmarks.md, "Why the objects do not move"); "camera-moves": one still
 # object at the normal speed under a moving camera (pan, tilt, zoom), so only the camera moves the picture.
+# Slices joined by "+" (focus_parts) mix them in even shares.
 FOCUSES: dict[str, Callable[[Scene], bool]] = {
     "": lambda scene: True,
     "one-object": _one_object,
     "one-object-translation": lambda scene: _one_object(scene) and scene.objects[0].motion in TRANSLATIONS,
     "camera-moves": lambda scene: _one_normal_object(scene) and scene.camera != "static" and scene.objects[0].motion == "still",
 }
+FOCUS_JOIN = "+"
+
+
+def focus_parts(focus: str) -> tuple[str, ...]:
+    """The slices a focus names: "a+b" joins slices of FOCUSES, whose clips then alternate (an even share
+    each, whatever share of the world each slice is; a slice may be named twice to get two shares).
+    Raises ValueError naming the known slices when a part is unknown."""
+    parts = tuple(focus.split(FOCUS_JOIN)) if focus else ("",)
+    unknown = [p for p in parts if p not in FOCUSES or (p == "" and len(parts) > 1)]
+    if unknown:
+        raise ValueError(f"focus must be one of {sorted(FOCUSES)} or several joined by {FOCUS_JOIN!r}, got {focus!r}")
+    return parts
 EDGE_MARGIN = 0.02  # objects keep this fraction of min(H, W) away from the frame edge
 GAP_MARGIN = 0.04  # bounding circles of two objects stay this far apart at frame 0
 SIZE_WEIGHTS = {"small": 0.3, "medium": 0.4, "large": 0.3}
