@@ -18,10 +18,10 @@ the training stages run on every rank.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import os
 import time
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
