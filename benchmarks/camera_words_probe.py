@@ -1,10 +1,9 @@
 """Does a model follow its camera signal better than its prompt's camera words? Both judge suites, generated
 as `kinema evaluate` does, but with the camera move the prompt names also given as the signal
 ("the camera pans left" -> pan -1, read by `camera_in_prompt` below; prompts that name no move get no signal,
-as before). Compare with `kinema evaluate` at the same guidance.
+as before). Compare with `kinema evaluate` at the same guidance (by default the model's own, as here).
 
-    python benchmarks/camera_words_probe.py --model runs/builtin-mixed/model --guidance 4 \
-        --json docs/results/camera_words_probe_mixed.json
+    python benchmarks/camera_words_probe.py --model runs/builtin-mixed/model --json docs/results/camera_words_probe_mixed.json
 """
 
 from __future__ import annotations

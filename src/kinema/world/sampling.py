@@ -78,6 +78,8 @@ def focus_parts(focus: str) -> tuple[str, ...]:
     if unknown:
         raise ValueError(f"focus must be one of {sorted(FOCUSES)} or several joined by {FOCUS_JOIN!r}, got {focus!r}")
     return parts
+
+
 EDGE_MARGIN = 0.02  # objects keep this fraction of min(H, W) away from the frame edge
 GAP_MARGIN = 0.04  # bounding circles of two objects stay this far apart at frame 0
 SIZE_WEIGHTS = {"small": 0.3, "medium": 0.4, "large": 0.3}
