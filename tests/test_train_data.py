@@ -38,6 +38,25 @@ def test_csv_of_user_videos_is_probed_bucketed_and_loaded(user_dir):
     assert load_clip(kept[1], 8.0).shape == (17, 112, 64, 3)
 
 
+def test_a_moved_dataset_keeps_its_cache_key_and_an_edited_one_does_not(user_dir, tmp_path_factory):
+    """The latent and caption caches key on the clips as the metadata names them, so a dataset copied or
+    linked into another run directory reuses its caches instead of encoding everything again."""
+    import shutil
+
+    from kinema.train.latents import records_digest
+
+    def digest(d):
+        return records_digest(assign_buckets(read_metadata(d), [[64, 64]], [1, 5], 8.0))
+
+    moved = tmp_path_factory.mktemp("elsewhere") / "dataset"
+    shutil.copytree(user_dir, moved)
+    assert digest(moved) == digest(user_dir)
+    (moved / "metadata.csv").write_text('video,caption\nwide.mp4,"a wide, shot"\ntall.mp4,a tall shot\nshort.mp4,too short!\n')
+    assert digest(moved) != digest(user_dir)
+    (moved / "metadata.csv").write_text('video,caption\ntall.mp4,"a wide, shot"\nwide.mp4,a tall shot\nshort.mp4,too short\n')
+    assert digest(moved) != digest(user_dir)
+
+
 def test_clips_too_short_for_every_bucket_are_dropped(user_dir):
     kept = assign_buckets(read_metadata(user_dir), [[64, 64]], [9, 17], 8.0)
     assert "short.mp4" not in [r.video.name for r in kept] and len(kept) == 2

@@ -40,6 +40,9 @@ class ClipRecord:
     signal_captions: list[str] = field(default_factory=list)
     # Shapes World clips carry their scene (metadata `scene`): the DiT's scene supervision reads it.
     scene: dict | None = None
+    # The video's path as the metadata writes it, relative to the dataset: what the cache keys on, so a
+    # dataset copied or linked into another run directory keeps its caches ("" = key on `video`).
+    name: str = ""
 
 
 def probe_video(path: Path) -> tuple[int, int, int, float]:
@@ -108,7 +111,7 @@ def read_metadata(dataset_dir: str | Path) -> list[ClipRecord]:
             camera = camera_from_metadata(entry)
         except KinemaInputError as exc:
             raise KinemaInputError(f"{where}: {entry['video']}: {exc}") from None
-        records.append(ClipRecord(path, _captions(entry, where), h, w, n, fps, camera=camera, signal_captions=_signal_captions(entry, where), scene=entry.get("scene") if isinstance(entry.get("scene"), dict) else None))
+        records.append(ClipRecord(path, _captions(entry, where), h, w, n, fps, camera=camera, signal_captions=_signal_captions(entry, where), scene=entry.get("scene") if isinstance(entry.get("scene"), dict) else None, name=str(entry["video"])))
     if not records:
         raise KinemaInputError(f"{where} lists no clips")
     return records

@@ -50,10 +50,10 @@ def file_digest(path: Path) -> str:
 
 
 def records_digest(records: list[ClipRecord]) -> str:
-    """Changes whenever the clip list, captions or bucket assignment changes."""
+    """Changes whenever the clip list, captions or bucket assignment changes; not when the dataset moves."""
     h = hashlib.sha256()
     for r in records:
-        fields = [str(r.video), r.captions, r.bucket.key if r.bucket else None]
+        fields = [r.name or str(r.video), r.captions, r.bucket.key if r.bucket else None]
         h.update(json.dumps(fields + [r.signal_captions] if r.signal_captions else fields).encode())  # old datasets keep their digest
     return h.hexdigest()[:16]
 
