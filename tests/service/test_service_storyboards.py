@@ -8,6 +8,7 @@ downloaded is checked as a film: its size, length and sound.
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -206,6 +207,10 @@ def test_cancel_stops_a_running_film_within_a_step_and_releases_the_credits(tmp_
         tid = h.client.post("/v1/storyboards", json={"storyboard": board()}, headers=h.headers).json()["id"]
         running = wait_for(h.client, h.headers, tid, {"running"})
         assert running["state"] == "running"
+        deadline = time.monotonic() + 120.0  # a wait for the machine: "running" can precede the first shot's start
+        while not runs and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert sum(runs.values()) == 1  # the first shot is held at its first step by the gate
         h.client.post(f"/v1/tasks/{tid}/cancel", headers=h.headers)
         done = wait_for(h.client, h.headers, tid, {"cancelled", "succeeded", "failed"})
         assert done["state"] == "cancelled" and done["credits_charged"] == 0 and h.balance() == before
