@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -43,6 +44,7 @@ def main() -> None:
     parser.add_argument("--suite", default="heldout", choices=["seen", "heldout"])
     parser.add_argument("--limit", type=int, default=48)
     parser.add_argument("--size", type=int, default=64, help="the suite's base resolution (a multiple of 16)")
+    parser.add_argument("--json", default=None, help="also write the result here")
     args = parser.parse_args()
     vae = load_pretrained(args.vae_dir)
     scores, psnrs = [], []
@@ -51,7 +53,13 @@ def main() -> None:
         recon = roundtrip(vae, frames)
         psnrs.append(psnr(frames, recon))
         scores.append(score(read_clip(recon, item.clip.fps), item.scene))
-    print(json.dumps({"suite": args.suite, "size": args.size, "clips": len(scores), "psnr_db": round(float(np.mean(psnrs)), 2), "judge_accuracy": attribute_accuracy(scores)}))
+    # Colour and shape both right: what image-to-video's "objects kept" asks of a clip.
+    kept = float(np.mean([bool(s["color"] and s["shape"]) for s in scores]))
+    result = {"vae": args.vae_dir, "suite": args.suite, "size": args.size, "clips": len(scores), "psnr_db": round(float(np.mean(psnrs)), 2),
+              "judge_accuracy": attribute_accuracy(scores), "color_and_shape": kept}
+    print(json.dumps(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
 
 
 if __name__ == "__main__":

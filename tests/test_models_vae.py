@@ -7,7 +7,7 @@ import torch
 
 from kinema.errors import KinemaInputError
 from kinema.models.io import load_pretrained, save_pretrained
-from kinema.models.vae import CausalVideoVAE, VAEConfig, vae_loss
+from kinema.models.vae import CausalVideoVAE, VAEConfig, salient_pixel_weights, vae_loss
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +109,33 @@ def test_loss_parts() -> None:
     loss2, parts2 = vae_loss(noisy, x, zeros + 1.0, zeros, kl_weight=1e-2)
     assert parts2["l1"] > 0.05 and parts2["edge"] > 0 and parts2["kl"] == pytest.approx(0.5)
     assert loss2.item() == pytest.approx(parts2["l1"] + 0.5 * parts2["edge"] + 1e-2 * parts2["kl"], rel=1e-5)
+
+
+def test_salient_weights_pick_out_colourful_and_bright_pixels_but_not_a_dark_textured_background() -> None:
+    # A Shapes World-like frame in [0, 1]: dark navy base, a grey texture line, a red object, a white object.
+    frame = torch.zeros(1, 3, 1, 4, 4)
+    frame[0, :, 0] = torch.tensor([0.1, 0.1, 0.3]).view(3, 1, 1)
+    frame[0, :, 0, 0, :] = 0.35  # grey texture mark
+    frame[0, :, 0, 1, 1] = torch.tensor([0.9, 0.16, 0.16])  # red
+    frame[0, :, 0, 2, 2] = 0.96  # white
+    w = salient_pixel_weights(frame * 2 - 1, weight=9.0)[0, 0, 0]
+    assert w.shape == (4, 4)
+    assert w[1, 1] == pytest.approx(10.0) and w[2, 2] == pytest.approx(10.0)
+    assert w[0, 0] == pytest.approx(1.0) and w[3, 3] == pytest.approx(1.0)
+
+
+def test_salient_weight_moves_the_loss_towards_errors_on_salient_pixels() -> None:
+    target = torch.full((1, 3, 1, 8, 8), -0.8)
+    target[:, 0, :, 2:4, 2:4] = 0.8  # a red-ish square
+    zeros = torch.zeros(1, 4, 1, 1, 1)
+    on_object, on_background = target.clone(), target.clone()
+    on_object[:, :, :, 2, 2] += 0.2
+    on_background[:, :, :, 6, 6] += 0.2
+    plain = [vae_loss(r, target, zeros, zeros)[1]["l1"] for r in (on_object, on_background)]
+    weighted = [vae_loss(r, target, zeros, zeros, salient_weight=9.0)[1]["l1"] for r in (on_object, on_background)]
+    assert plain[0] == pytest.approx(plain[1])
+    assert weighted[0] > 5 * weighted[1]
+    assert vae_loss(target, target, zeros, zeros, salient_weight=9.0)[0].item() == pytest.approx(0.0, abs=1e-7)
 
 
 def test_training_step_reduces_loss() -> None:

@@ -84,6 +84,7 @@ def _write(tmp_path, text):
         ("[dit]\ninit_from = \"runs/x/dit\"\n[dit.first_phase]\nminutes = 5.0\n", "set one"),
         ("[dit.first_phase]\nminutes = -1.0\n", "dit.first_phase.minutes must be >= 0"),
         ("cache_max_clips_per_bucket = -1\n", "cache_max_clips_per_bucket"),
+        ("[vae]\nsalient_weight = -1.0\n", "vae.salient_weight must be >= 0"),
     ],
 )
 def test_bad_configs_are_refused_with_the_key_named(tmp_path, text, message):

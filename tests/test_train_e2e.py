@@ -513,3 +513,18 @@ def test_export_writes_the_noise_correlation_the_dit_was_trained_with(tiny_run, 
     cfg.dit.noise_frame_correlation = 0.25
     stage_export(cfg, RunPaths(cfg.output))
     assert NativeConfig.load(run / "model").noise_frame_correlation == 0.25
+
+
+def test_the_vae_stage_weights_its_loss_towards_salient_pixels_when_asked(tiny_run, tmp_path):
+    """vae.salient_weight reaches the VAE's loss: the same crops and seed give different weights."""
+    from kinema.train.builtin import _records
+    from kinema.train.vae_trainer import train_vae
+
+    weights = []
+    for w in (0.0, 9.0):
+        cfg = load_config(TINY, output_dir=str(tiny_run))
+        cfg.vae.salient_weight = w
+        result = train_vae(cfg, _records(cfg), DistInfo(), tmp_path / f"vae{w}", tmp_path / f"ckpt{w}")
+        assert result.steps == 2
+        weights.append(load_pretrained(tmp_path / f"vae{w}").state_dict())
+    assert any(not torch.equal(weights[0][k], weights[1][k]) for k in weights[0])

@@ -64,6 +64,9 @@ class VAEStageConfig:
     warmup_steps: int = 100
     weight_decay: float = 0.0
     kl_weight: float = 1e-6
+    # Extra loss weight on colourful or bright pixels (`kinema.models.vae.salient_pixel_weights`): Shapes
+    # World's objects are 6% of the pixels and a plain L1 loses their small shapes to the background texture.
+    salient_weight: float = 0.0
     grad_clip: float = 1.0
     lr_schedule: str = "cosine"
     precision: str = "fp32"  # "fp32" or "bf16" (CPU autocast)
@@ -325,6 +328,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
             raise KinemaInputError(f"{name}.lr_schedule must be 'cosine' or 'constant', got {stage.lr_schedule!r}")
         if stage.batch_size < 1 or stage.steps < 0:
             raise KinemaInputError(f"{name}.batch_size must be >= 1 and steps >= 0")
+    if cfg.vae.salient_weight < 0:
+        raise KinemaInputError(f"vae.salient_weight must be >= 0, got {cfg.vae.salient_weight}")
     if cfg.cache_precision not in ("fp32", "bf16"):
         raise KinemaInputError(f"cache_precision must be 'fp32' or 'bf16', got {cfg.cache_precision!r}")
     if not 0.0 <= cfg.dit.caption_dropout < 1.0:

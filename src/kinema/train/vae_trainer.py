@@ -17,6 +17,7 @@ import torch
 
 from kinema.errors import KinemaInputError
 from kinema.models.io import config_from_dict, save_pretrained
+from kinema.models.vae import vae_loss
 from kinema.train.config import TrainConfig
 from kinema.train.data import ClipRecord, load_clip, to_model_video
 from kinema.train.distributed import DistInfo, wrap_model
@@ -87,7 +88,7 @@ def train_vae(cfg: TrainConfig, records: list[ClipRecord], dist: DistInfo, out_d
         model.train()
         with autocast(v.precision):
             recon, mean, logvar = net(video)
-        loss, _ = _vae_loss(recon.float(), video, mean.float(), logvar.float(), v.kl_weight)
+        loss, _ = vae_loss(recon.float(), video, mean.float(), logvar.float(), v.kl_weight, salient_weight=v.salient_weight)
         loss.backward()
         return float(loss.detach()), v.batch_size
 
@@ -96,9 +97,3 @@ def train_vae(cfg: TrainConfig, records: list[ClipRecord], dist: DistInfo, out_d
     if dist.is_main:
         save_pretrained(model.eval(), out_dir)
     return result
-
-
-def _vae_loss(recon, target, mean, logvar, kl_weight):
-    from kinema.models.vae import vae_loss
-
-    return vae_loss(recon, target, mean, logvar, kl_weight)
