@@ -26,28 +26,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kinema.models.io import load_pretrained, save_pretrained
+from kinema.models.io import save_pretrained
 from kinema.models.vae import vae_loss
-from kinema.train.config import load_config
-from kinema.train.data import assign_buckets, read_metadata
 from kinema.train.vae_trainer import CropPool
+from vae_finetune_common import add_finetune_args, load_finetune_start  # benchmarks/vae_finetune_common.py
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--vae", default="src/kinema/assets/builtin/vae")
-    parser.add_argument("--dataset", default="runs/builtin-base/dataset")
-    parser.add_argument("--config", default="configs/builtin.toml", help="the recipe whose buckets, fps and VAE crops to use")
+    add_finetune_args(parser)
     parser.add_argument("--minutes", type=float, default=15.0)
     parser.add_argument("--salient-weight", type=float, required=True)
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
 
-    torch.manual_seed(0)
-    cfg = load_config(args.config)
-    vae = load_pretrained(args.vae).float()
-    records = assign_buckets(read_metadata(args.dataset), cfg.data.buckets, cfg.data.frame_counts, cfg.data.fps)
+    cfg, vae, records = load_finetune_start(args)
     pool = CropPool.load(records, cfg.vae.pool_clips, cfg.data.fps, cfg.vae.crop_size, cfg.vae.crop_frames, cfg.seed)
     optimizer = torch.optim.AdamW(vae.parameters(), lr=args.lr, weight_decay=0.0)
     start, step, log = time.time(), 0, []

@@ -32,11 +32,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from kinema.models.io import load_pretrained, save_pretrained
+from kinema.models.io import save_pretrained
 from kinema.models.vae import vae_loss
-from kinema.train.config import load_config
-from kinema.train.data import assign_buckets, read_metadata, to_model_video
+from kinema.train.data import to_model_video
 from kinema.train.vae_trainer import CropPool
+from vae_finetune_common import add_finetune_args, load_finetune_start  # benchmarks/vae_finetune_common.py
 
 
 def pool2(x: torch.Tensor) -> torch.Tensor:
@@ -68,9 +68,7 @@ def pixel_high_frequency_share(clips: list[np.ndarray], stride: int = 8) -> floa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--vae", default="src/kinema/assets/builtin/vae")
-    parser.add_argument("--dataset", default="runs/builtin-base/dataset")
-    parser.add_argument("--config", default="configs/builtin.toml", help="the recipe whose buckets, fps and VAE crops to use")
+    add_finetune_args(parser)
     parser.add_argument("--minutes", type=float, default=15.0)
     parser.add_argument("--weight", type=float, default=1.0, help="weight of the pooled-pair loss")
     parser.add_argument("--lr", type=float, default=2e-4)
@@ -79,10 +77,7 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
 
-    torch.manual_seed(0)
-    cfg = load_config(args.config)
-    vae = load_pretrained(args.vae).float()
-    records = assign_buckets(read_metadata(args.dataset), cfg.data.buckets, cfg.data.frame_counts, cfg.data.fps)
+    cfg, vae, records = load_finetune_start(args)
     crop, batch = args.crop or cfg.vae.crop_size, args.batch or cfg.vae.batch_size
     pool = CropPool.load(records, cfg.vae.pool_clips, cfg.data.fps, crop, cfg.vae.crop_frames, cfg.seed)
     probe_clips = [c[:17] for c in CropPool.load(records, 16, cfg.data.fps, 64, 17, 12345).clips]

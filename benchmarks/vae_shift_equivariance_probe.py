@@ -42,9 +42,9 @@ import torch
 
 from kinema.models.io import load_pretrained, save_pretrained
 from kinema.models.vae import vae_loss
-from kinema.train.config import load_config
-from kinema.train.data import assign_buckets, read_metadata, to_model_video
+from kinema.train.data import to_model_video
 from kinema.train.vae_trainer import CropPool
+from vae_finetune_common import add_finetune_args, load_finetune_start  # benchmarks/vae_finetune_common.py
 
 CELL = 8  # pixels per latent cell (the VAE's spatial stride)
 MAX_SHIFT = 8  # pixels: up to one cell either way
@@ -132,9 +132,7 @@ def pair_psnr(vae, pool: CropPool, size: int, batches: int = 8) -> dict[str, flo
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--vae", default="src/kinema/assets/builtin/vae")
-    parser.add_argument("--dataset", default="runs/builtin-base/dataset")
-    parser.add_argument("--config", default="configs/builtin.toml", help="the recipe whose buckets, fps and VAE settings to use")
+    add_finetune_args(parser, settings="VAE settings")
     parser.add_argument("--minutes", type=float, default=20.0)
     parser.add_argument("--weight", type=float, default=1.0, help="weight of the encoder and decoder shift losses")
     parser.add_argument("--lr", type=float, default=2e-4)
@@ -147,10 +145,7 @@ def main() -> None:
     if not args.measure and not args.out:
         parser.error("give --out (finetune) or --measure VAE... (measure only)")
 
-    torch.manual_seed(0)
-    cfg = load_config(args.config)
-    vae = load_pretrained(args.vae).float()
-    records = assign_buckets(read_metadata(args.dataset), cfg.data.buckets, cfg.data.frame_counts, cfg.data.fps)
+    cfg, vae, records = load_finetune_start(args)
     held_out = CropPool.load(records, 64, cfg.data.fps, args.crop + MAX_SHIFT, cfg.vae.crop_frames, 12345)
     if args.measure:
         figures = {}
