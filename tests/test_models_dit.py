@@ -14,12 +14,16 @@ from kinema.models.dit import (
     along_time,
     apply_rope,
     attend,
+    camera_token_positions,
     keep_indices,
     relative_offsets,
     rope_3d,
+    rope_from_positions,
     temporal_dct_matrix,
 )
 from kinema.models.io import load_pretrained, save_pretrained
+from kinema.world.render import camera_track
+from kinema.world.scene import CAMERA_SPEED, ZOOM_FACTOR, ClipSpec
 
 SMALL = dict(hidden=64, depth=2, heads=2, text_dim=32)
 
@@ -387,3 +391,73 @@ def test_masked_training_needs_mask_blocks_and_refuses_what_it_cannot_combine_wi
     with pytest.raises(ValueError, match="mask_blocks must be between 0 and depth - 1"):
         DiTConfig(**SMALL, mask_blocks=2)
     assert "mask_token" not in dict(DiT(DiTConfig(**SMALL)).named_parameters())  # old models load unchanged
+
+
+# --- camera-aligned positions ---------------------------------------------------------------------------------------
+
+_NAMED_SIGNALS = {"static": (0, 0, 0), "pan left": (-1, 0, 0), "pan right": (1, 0, 0), "tilt up": (0, 1, 0), "tilt down": (0, -1, 0), "zoom in": (0, 0, 1), "zoom out": (0, 0, -1)}
+
+
+@pytest.mark.parametrize("move", list(_NAMED_SIGNALS))
+@pytest.mark.parametrize("size", [(64, 64), (64, 112)])
+def test_camera_positions_invert_the_renderers_camera(move: str, size: tuple[int, int]) -> None:
+    """Each token's world position is where the renderer's camera puts its centre, averaged over its latent frame."""
+    height, width = size
+    clip = ClipSpec(height, width, 17, 8.0)
+    track = camera_track(move, clip)
+    cx, cy = width / 2, height / 2
+    token = 16  # 8x VAE cells, 2x2 patch
+    grid = (5, height // token, width // token)
+    camera = torch.tensor([[*_NAMED_SIGNALS[move], 1.0]])
+    got = camera_token_positions(camera, grid, 1, 4, CAMERA_SPEED / clip.fps, ZOOM_FACTOR).view(*grid, 3)
+    groups = [[0]] + [list(range(1 + 4 * k, 5 + 4 * k)) for k in range(4)]
+    for k, frames in enumerate(groups):
+        sy = (torch.arange(grid[1]) + 0.5) * token
+        sx = (torch.arange(grid[2]) + 0.5) * token
+        wy = torch.stack([cy + track.oy[f] + (sy - cy) / track.zoom[f] for f in frames]).mean(0) / token - 0.5
+        wx = torch.stack([cx + track.ox[f] + (sx - cx) / track.zoom[f] for f in frames]).mean(0) / token - 0.5
+        assert torch.all(got[k, :, :, 0] == k)
+        tolerance = 0.02 if "zoom" in move else 1e-4  # 1/zoom is averaged over the group's frames, not taken at its mean time
+        torch.testing.assert_close(got[k, :, 0, 1], wy.float(), atol=tolerance, rtol=0)
+        torch.testing.assert_close(got[k, 0, :, 2], wx.float(), atol=tolerance, rtol=0)
+
+
+def test_camera_positions_are_the_plain_grid_for_a_still_or_absent_camera() -> None:
+    grid = (3, 4, 7)
+    still = torch.tensor([[0.0, 0.0, 0.0, 1.0], [0.0, 0.0, 0.0, 0.0]])
+    positions = camera_token_positions(still, grid, 1, 4, 0.0275, 1.5)
+    plain = rope_3d(grid, 32, 100.0)
+    for table, expected in zip(rope_from_positions(positions, 32, 100.0), plain):
+        torch.testing.assert_close(table, expected.expand(2, -1, -1), atol=0, rtol=0)
+
+
+def test_camera_positions_move_the_attention_with_the_camera() -> None:
+    """Under a pan, a key's score against a query one frame later peaks where the world point went, not in place."""
+    cfg = dict(**SMALL, camera_dim=4)
+    still, panned = DiT(DiTConfig(**cfg)), DiT(DiTConfig(**cfg, camera_positions=True, camera_pan_speed=0.25))
+    panned.load_state_dict(still.state_dict())
+    _pretend_trained(still), _pretend_trained(panned)
+    x, tt, text, mask = _inputs(1, 3, 8, 8, 5, 32)
+    with torch.no_grad():
+        for camera in (None, torch.zeros(1, 4), torch.tensor([[0.0, 0.0, 0.0, 1.0]])):
+            torch.testing.assert_close(panned(x, tt, text, mask, camera=camera), still(x, tt, text, mask, camera=camera), atol=0, rtol=0)
+        pan = torch.tensor([[1.0, 0.0, 0.0, 1.0]])
+        assert not torch.allclose(panned(x, tt, text, mask, camera=pan), still(x, tt, text, mask, camera=pan), atol=1e-4)
+    # A pan of 0.25 frame widths per video frame over a 4-token-wide grid is one token per video frame: latent
+    # frame 1 (video frames 1-4, mean 2.5) has moved 2.5 tokens, so its screen column 0 is world column 2.5.
+    positions = camera_token_positions(pan, (3, 4, 4), 1, 4, 0.25, 1.5).view(3, 4, 4, 3)
+    torch.testing.assert_close(positions[1, 0, :, 2], torch.arange(4.0) + 2.5)
+    torch.testing.assert_close(positions[2, 0, :, 2], torch.arange(4.0) + 6.5)
+
+
+def test_camera_positions_work_with_masked_training() -> None:
+    m = _pretend_trained(DiT(DiTConfig(**SMALL, camera_dim=4, camera_positions=True, mask_blocks=1)))
+    x, tt, text, mask = _inputs(2, 2, 4, 4, 5, 32)
+    keep = keep_indices(2, 2 * 2 * 2, 0.5, torch.Generator().manual_seed(0))
+    out = m(x, tt, text, mask, camera=torch.tensor([[1.0, 0.0, 0.0, 1.0], [0.0, 0.0, 1.0, 1.0]]), keep=keep)
+    assert out.shape == x.shape and torch.isfinite(out).all()
+
+
+def test_camera_positions_need_a_camera_input() -> None:
+    with pytest.raises(ValueError, match="camera_positions needs a camera input"):
+        DiTConfig(**SMALL, camera_positions=True)

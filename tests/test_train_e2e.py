@@ -374,6 +374,40 @@ def test_cache_subset_per_bucket(tmp_path):
     assert _subset(idx, 0, seed=0) == idx and _subset(idx, 500, seed=0) == idx
 
 
+def test_a_camera_positions_dit_trains_saves_and_generates_a_pan_unlike_a_still_camera(tiny_run, tmp_path):
+    """dit.model.camera_positions reaches the trained model, survives save/load, and the engine's camera signal
+    moves its rotary positions: with a still camera the clip is the screen-position model's, with a pan it is not."""
+    import shutil
+
+    from kinema.engine.native import NativeBackend
+    from kinema.models.io import save_pretrained
+    from kinema.request import GenerationRequest
+    from kinema.train.dit_trainer import train_dit
+    from kinema.train.latents import LatentCache
+
+    cfg = load_config(TINY, output_dir=str(tiny_run))
+    cfg.dit.model = {**cfg.dit.model, "camera_positions": True}
+    _, _, trained = train_dit(cfg, LatentCache.load(tiny_run / "cache"), 384, DistInfo(), tmp_path / "ckpt")
+    assert trained.config.camera_positions
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_run / "model", model_dir)
+    shutil.rmtree(model_dir / "dit")
+    save_pretrained(trained, model_dir / "dit")
+    aligned, plain = NativeBackend(model_dir), NativeBackend(model_dir)
+    aligned.load(), plain.load()
+    assert aligned._dit.config.camera_positions
+    plain._dit.config.camera_positions = False  # the same weights with screen positions
+
+    def clip(backend, camera):
+        request = GenerationRequest(prompt="a red circle", seed=1, steps=2, width=32, height=32, seconds=1.0, camera=camera)
+        video = backend.generate(backend.validate(request))
+        return torch.as_tensor(getattr(video, "frames", video)).float()
+
+    still, pan = {"pan": 0.0, "tilt": 0.0, "zoom": 0.0}, {"pan": 1.0, "tilt": 0.0, "zoom": 0.0}
+    assert torch.equal(clip(aligned, still), clip(plain, still))
+    assert (clip(aligned, pan) - clip(plain, pan)).abs().mean() > 0
+
+
 def test_engine_generates_from_the_exported_model(tiny_run):
     from kinema.engine.native import NativeBackend
     from kinema.request import GenerationRequest

@@ -9,7 +9,8 @@
 Positions are 3D rotary embeddings computed on the fly from the token grid,
 so any duration, size and aspect ratio works with no learned position table
 (the optional absolute positions and attention biases are learned functions of
-the grid, so they keep that property).
+the grid, so they keep that property). With `camera_positions`, a camera signal
+moves each token's spatial rotary position to where it sits in the world.
 Everything that could disturb a trained model when added later (frame
 conditioning, camera) enters through zero-initialised layers.
 """
@@ -88,6 +89,17 @@ class DiTConfig:
     # them, in their own and the other latent frames. Why: an object the DiT loses between token frames is
     # one it never had to infer from its other frames. Sampling never masks. 0 = the trainer cannot mask.
     mask_blocks: int = 0
+    # Camera-aligned rotary positions: with a camera signal, each token's spatial rotary position is where its
+    # centre sits in the world, not on the screen (`camera_token_positions`), so what stays still in the world
+    # keeps its position from frame to frame under any pan, tilt or zoom, and the signal moves the camera
+    # through the positions themselves. A DiT that draws steady backgrounds under a still camera then draws them
+    # under a moving one. The geometry is Shapes World's at strength 1: pans of `camera_pan_speed` frame widths
+    # per video frame (0.22 per second at 8 fps), zoom by `camera_zoom_factor` over the clip; each latent frame
+    # after the first holds `camera_temporal_stride` video frames (the causal VAE's stride).
+    camera_positions: bool = False
+    camera_pan_speed: float = 0.0275
+    camera_zoom_factor: float = 1.5
+    camera_temporal_stride: int = 4
 
     def __post_init__(self) -> None:
         if self.cond_channels is None:
@@ -106,6 +118,10 @@ class DiTConfig:
             raise ValueError(f"attention_bias_range must be >= 0, got {self.attention_bias_range}")
         if self.temporal_basis not in TEMPORAL_BASES:
             raise ValueError(f"temporal_basis must be one of {', '.join(TEMPORAL_BASES)}, got {self.temporal_basis!r}")
+        if self.camera_positions and self.camera_dim < 3:
+            raise ValueError("camera_positions needs a camera input (camera_dim >= 3: pan, tilt, zoom)")
+        if self.camera_temporal_stride < 1 or self.camera_zoom_factor <= 0:
+            raise ValueError("camera_temporal_stride must be >= 1 and camera_zoom_factor > 0")
         if not 0 <= self.mask_blocks < self.depth:
             raise ValueError(f"mask_blocks must be between 0 and depth - 1 ({self.depth - 1}), got {self.mask_blocks}")
         if self.temporal_basis != "frames" and self.scene_classes:
@@ -121,20 +137,63 @@ def rope_3d(grid: tuple[int, int, int], head_dim: int, theta: float, device: tor
     The head dim's rotary pairs are split: a quarter for time, the rest shared
     equally by height and width.
     """
+    axes = torch.meshgrid(*(torch.arange(n, dtype=torch.float32, device=device) for n in grid), indexing="ij")
+    return rope_from_positions(torch.stack([a.reshape(-1) for a in axes], dim=-1), head_dim, theta)
+
+
+def rope_from_positions(positions: torch.Tensor, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos/sin [..., N, head_dim/2] for token positions [..., N, 3] (time, height, width; any real values)."""
     pairs = head_dim // 2
     pt = pairs // 4
     ph = (pairs - pt) // 2
     pw = pairs - pt - ph
     angles = []
-    for axis, (n, p) in enumerate(zip(grid, (pt, ph, pw))):
-        freqs = theta ** (-torch.arange(p, dtype=torch.float32, device=device) / p)
-        pos = torch.arange(n, dtype=torch.float32, device=device)
-        a = pos[:, None] * freqs[None]  # [n, p]
-        shape = [1, 1, 1, p]
-        shape[axis] = n
-        angles.append(a.view(shape).expand(*grid, p))
-    ang = torch.cat(angles, dim=-1).reshape(-1, pairs)
+    for axis, p in enumerate((pt, ph, pw)):
+        freqs = theta ** (-torch.arange(p, dtype=torch.float32, device=positions.device) / p)
+        angles.append(positions[..., axis : axis + 1] * freqs)
+    ang = torch.cat(angles, dim=-1)
     return ang.cos(), ang.sin()
+
+
+def camera_token_positions(
+    camera: torch.Tensor, grid: tuple[int, int, int], patch_t: int, temporal_stride: int, pan_speed: float, zoom_factor: float
+) -> torch.Tensor:
+    """[B, N, 3] token positions in the *world's* coordinates under each sample's camera [B, 4].
+
+    Shapes World renders ``screen = c + zoom(t) (world - c - cam(t))`` (c the frame
+    centre): a pan at strength 1 moves the camera `pan_speed` frame widths per
+    video frame (tilt too, in frame widths, as the renderer does), and a zoom at
+    strength 1 scales by `zoom_factor` over the clip. Inverting that for every
+    token's centre, at the mean video-frame time of its latent frames (frame 0 is
+    one image, each later latent frame `temporal_stride` frames), puts what stays
+    still in the world at the same rotary position in every frame. So a moving
+    camera looks to attention like a still one, and the signal steers the
+    camera by where the tokens are, not by what the DiT must learn to draw.
+    A static or absent camera (all zeros) gives the plain grid positions.
+    """
+    gt, gh, gw = grid
+    device = camera.device
+    camera = camera.float()
+    latent_frames = gt * patch_t
+    k = torch.arange(latent_frames, dtype=torch.float32, device=device)
+    frame_time = torch.where(k == 0, k, temporal_stride * k - (temporal_stride - 1) / 2)  # video frames
+    frame_time = frame_time.view(gt, patch_t).mean(dim=1)  # [gt]
+    video_frames = temporal_stride * (latent_frames - 1) + 1
+    progress = frame_time / max(video_frames - 1, 1)
+
+    pan, tilt, zoom = camera[:, 0:1], camera[:, 1:2], camera[:, 2:3]  # [B, 1]
+    shift_x = pan * pan_speed * gw * frame_time  # camera offset in tokens, [B, gt]
+    shift_y = -tilt * pan_speed * gw * frame_time  # tilt up moves the camera up (y points down)
+    scale = zoom_factor ** (zoom * progress)  # [B, gt]
+
+    ys = torch.arange(gh, dtype=torch.float32, device=device) + 0.5 - gh / 2  # token centres about the frame centre
+    xs = torch.arange(gw, dtype=torch.float32, device=device) + 0.5 - gw / 2
+    world_y = gh / 2 - 0.5 + shift_y[:, :, None, None] + ys[None, None, :, None] / scale[:, :, None, None]
+    world_x = gw / 2 - 0.5 + shift_x[:, :, None, None] + xs[None, None, None, :] / scale[:, :, None, None]
+    b = camera.shape[0]
+    time = torch.arange(gt, dtype=torch.float32, device=device).view(1, gt, 1, 1)
+    positions = torch.stack([time.expand(b, gt, gh, gw), world_y.expand(b, gt, gh, gw), world_x.expand(b, gt, gh, gw)], dim=-1)
+    return positions.reshape(b, gt * gh * gw, 3)
 
 
 POSITION_FREQUENCIES = 4  # sinusoid pairs per axis in `absolute_position_features`
@@ -202,8 +261,17 @@ def keep_indices(batch: int, tokens: int, mask_ratio: float, generator: torch.Ge
 
 
 def masked_rope(rope: tuple[torch.Tensor, torch.Tensor], keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-sample rotary tables [B, 1, K, pairs] for the kept tokens (broadcast over heads)."""
-    return tuple(table[keep][:, None] for table in rope)  # type: ignore[return-value]
+    """Per-sample rotary tables [B, 1, K, pairs] for the kept tokens (broadcast over heads).
+
+    `rope` holds shared tables [N, pairs] or per-sample ones [B, 1, N, pairs] (camera-aligned positions).
+    """
+
+    def kept(table: torch.Tensor) -> torch.Tensor:
+        if table.ndim == 2:
+            return table[keep][:, None]
+        return table[:, 0].gather(1, keep[..., None].expand(-1, -1, table.shape[-1]))[:, None]
+
+    return kept(rope[0]), kept(rope[1])
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -515,7 +583,11 @@ class DiT(nn.Module):
         ctx_mask = torch.cat([mask.new_ones(b, 1), mask], dim=1)
         if self.text_refiner is not None:
             ctx = self.text_refiner(ctx, ctx_mask)
-        cos, sin = rope_3d(grid, cfg.hidden // cfg.heads, cfg.rope_theta, x.device)
+        if cfg.camera_positions and camera is not None:
+            positions = camera_token_positions(camera, grid, cfg.patch[0], cfg.camera_temporal_stride, cfg.camera_pan_speed, cfg.camera_zoom_factor)
+            cos, sin = (table[:, None] for table in rope_from_positions(positions, cfg.hidden // cfg.heads, cfg.rope_theta))
+        else:
+            cos, sin = rope_3d(grid, cfg.hidden // cfg.heads, cfg.rope_theta, x.device)
         rope = (cos.to(x.dtype), sin.to(x.dtype))
         offsets = relative_offsets(grid, cfg.attention_bias_range, x.device) if cfg.attention_bias_range > 0 else None
 
