@@ -307,7 +307,8 @@ def test_muon_trains_the_dit_and_resumes_from_its_checkpoint(tiny_run, tmp_path)
 
 def test_init_from_starts_the_dit_from_saved_weights_and_refuses_another_shape(tiny_run, tmp_path):
     """dit.init_from: a fresh run starts from a saved DiT's weights (the EMA too), not a random initialisation;
-    a DiT of another shape, or a directory without one, is refused by name (by `kinema train` before any stage)."""
+    a DiT of another shape, or a directory without one, is refused by name (by `kinema train` before any stage);
+    one that differs only in where tokens sit (camera-aligned positions) is not."""
     from kinema.errors import KinemaInputError
     from kinema.models.io import save_pretrained
     from kinema.train.builtin import run
@@ -322,6 +323,9 @@ def test_init_from_starts_the_dit_from_saved_weights_and_refuses_another_shape(t
     _, ema, warm = train_dit(cfg, cache, 384, DistInfo(), tmp_path / "ckpt2")
     for name, value in first.state_dict().items():
         assert torch.equal(warm.state_dict()[name], value) and torch.equal(ema.state_dict()[name], value), name
+    cfg.dit.model = {**cfg.dit.model, "camera_positions": True}  # where tokens sit, not the weights: accepted
+    _, _, placed = train_dit(cfg, cache, 384, DistInfo(), tmp_path / "ckpt5")
+    assert placed.config.camera_positions and torch.equal(placed.state_dict()["final.linear.weight"], first.state_dict()["final.linear.weight"])
     cfg.dit.model = {**cfg.dit.model, "depth": cfg.dit.model["depth"] + 1}
     with pytest.raises(KinemaInputError, match="depth"):
         train_dit(cfg, cache, 384, DistInfo(), tmp_path / "ckpt3")

@@ -67,6 +67,11 @@ def check_init_from(directory: str | Path) -> Path:
     return path
 
 
+# DiTConfig fields that change where tokens sit, not what the weights are: a model may start from weights
+# trained with other values (e.g. the built-in model finetuned with camera-aligned positions).
+POSITION_ONLY_FIELDS = frozenset({"camera_positions", "camera_pan_speed", "camera_zoom_factor", "camera_temporal_stride"})
+
+
 def warm_start(model: torch.nn.Module, directory: str | Path) -> None:
     """Load a saved DiT's weights into `model` (`dit.init_from`), refusing one of another shape.
 
@@ -80,7 +85,7 @@ def warm_start(model: torch.nn.Module, directory: str | Path) -> None:
     if type(source) is not type(model):
         raise KinemaInputError(f"dit.init_from: {path} holds a {type(source).__name__}, not a {type(model).__name__}")
     ours, theirs = vars(model.config), vars(source.config)
-    differ = [f"{k} {theirs.get(k)!r} != {v!r}" for k, v in ours.items() if theirs.get(k) != v]
+    differ = [f"{k} {theirs.get(k)!r} != {v!r}" for k, v in ours.items() if theirs.get(k) != v and k not in POSITION_ONLY_FIELDS]
     if differ:
         raise KinemaInputError(f"dit.init_from: {path} does not match [dit.model] and the data: " + "; ".join(differ))
     model.load_state_dict(source.state_dict())
