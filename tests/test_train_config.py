@@ -22,6 +22,8 @@ def test_builtin_config_parses_with_the_recipe_values():
     # shapes-v0.5's motion comes from the narrow first phase: it must stay on, inside the DiT's budget
     assert cfg.dit.first_phase.focus == "one-object-translation"
     assert 0 < cfg.dit.first_phase.minutes < cfg.total_budget_minutes
+    # shapes-v0.6's VAE keeps the objects' shapes through its loss weighted towards salient pixels
+    assert cfg.vae.salient_weight == 9.0
 
 
 def test_experiment_configs_parse_and_keep_their_own_output_dir():
