@@ -91,9 +91,10 @@ class DiTConfig:
     mask_blocks: int = 0
     # Camera-aligned rotary positions: with a camera signal, each token's spatial rotary position is where its
     # centre sits in the world, not on the screen (`camera_token_positions`), so what stays still in the world
-    # keeps its position from frame to frame under any pan, tilt or zoom, and the signal moves the camera
-    # through the positions themselves. A DiT that draws steady backgrounds under a still camera then draws them
-    # under a moving one. The geometry is Shapes World's at strength 1: pans of `camera_pan_speed` frame widths
+    # keeps its position from frame to frame under any pan, tilt or zoom, and the signal can move the camera
+    # through the positions themselves. Two 26.6-minute trials moved no camera: the DiT draws texture where each
+    # token's own edges are, and a pan under two tokens per clip asks for shifts within a token
+    # (docs/benchmarks.md), so the built-in model keeps False. The geometry is Shapes World's at strength 1: pans of `camera_pan_speed` frame widths
     # per video frame (0.22 per second at 8 fps), zoom by `camera_zoom_factor` over the clip; each latent frame
     # after the first holds `camera_temporal_stride` video frames (the causal VAE's stride).
     camera_positions: bool = False
@@ -167,8 +168,8 @@ def camera_token_positions(
     token's centre, at the mean video-frame time of its latent frames (frame 0 is
     one image, each later latent frame `temporal_stride` frames), puts what stays
     still in the world at the same rotary position in every frame. So a moving
-    camera looks to attention like a still one, and the signal steers the
-    camera by where the tokens are, not by what the DiT must learn to draw.
+    camera looks to attention like a still one, and the signal can steer the
+    camera by where the tokens are rather than only by what the DiT learns to draw.
     A static or absent camera (all zeros) gives the plain grid positions.
     """
     gt, gh, gw = grid
