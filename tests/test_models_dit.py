@@ -432,7 +432,8 @@ def test_camera_positions_are_the_plain_grid_for_a_still_or_absent_camera() -> N
 
 
 def test_camera_positions_move_the_attention_with_the_camera() -> None:
-    """Under a pan, a key's score against a query one frame later peaks where the world point went, not in place."""
+    """Positions move only under a moving camera: a still or absent camera gives the screen-position model's output
+    exactly, a pan changes it, and a pan's world columns run ahead by the camera's offset at each latent frame."""
     cfg = dict(**SMALL, camera_dim=4)
     still, panned = DiT(DiTConfig(**cfg)), DiT(DiTConfig(**cfg, camera_positions=True, camera_pan_speed=0.25))
     panned.load_state_dict(still.state_dict())

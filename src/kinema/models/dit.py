@@ -30,6 +30,9 @@ from kinema.models.layers import count_params
 
 
 TEMPORAL_BASES = ("frames", "dct")
+# DiTConfig fields that change where tokens sit, not what the weights are: a DiT may start from weights
+# trained with other values (`dit.init_from`, e.g. the built-in model finetuned with camera-aligned positions).
+POSITION_ONLY_FIELDS = frozenset({"camera_positions", "camera_pan_speed", "camera_zoom_factor", "camera_temporal_stride"})
 
 
 @dataclass

@@ -67,17 +67,13 @@ def check_init_from(directory: str | Path) -> Path:
     return path
 
 
-# DiTConfig fields that change where tokens sit, not what the weights are: a model may start from weights
-# trained with other values (e.g. the built-in model finetuned with camera-aligned positions).
-POSITION_ONLY_FIELDS = frozenset({"camera_positions", "camera_pan_speed", "camera_zoom_factor", "camera_temporal_stride"})
-
-
 def warm_start(model: torch.nn.Module, directory: str | Path) -> None:
     """Load a saved DiT's weights into `model` (`dit.init_from`), refusing one of another shape.
 
     Why: finetuning (the built-in model on your own footage, or a narrow first phase before the whole
     dataset) needs the weights and nothing else of the earlier run: optimizer, schedule and step restart.
     """
+    from kinema.models.dit import POSITION_ONLY_FIELDS
     from kinema.models.io import load_pretrained
 
     path = check_init_from(directory)
