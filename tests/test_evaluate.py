@@ -121,3 +121,37 @@ def test_cli_rejects_bad_limit(tmp_path):
     result = CliRunner().invoke(app, ["evaluate", "--json", str(tmp_path / "x.json"), "--ground-truth", "--limit", "0"])
     assert isinstance(result.exception, KinemaInputError)
     assert not (tmp_path / "x.json").exists()
+
+
+def test_several_seeds_ask_each_prompt_again_and_report_the_spread():
+    suite = build_suite("seen", n_items=2)
+    own = {item.seed for item in suite}
+    asked = []
+
+    def right_only_with_its_own_seed(item):
+        """Ground truth for the suite's own seed, a blank clip for the others."""
+        asked.append((item.prompt, item.seed))
+        if item.seed in own:
+            return ground_truth(item)
+        return np.zeros((item.clip.num_frames, item.clip.height, item.clip.width, 3), np.uint8)
+
+    report = evaluate(right_only_with_its_own_seed, suite, progress=False, seeds=3)
+    assert report["seeds"] == 3 and report["n_items"] == 6
+    assert [p for p, _ in asked] == [suite[0].prompt] * 3 + [suite[1].prompt] * 3
+    assert asked[0][1] == suite[0].seed and asked[3][1] == suite[1].seed  # the suite's own seed comes first
+    assert len({s for _, s in asked}) == 6
+    first, *others = report["overall_per_seed"]
+    assert first == evaluate(ground_truth, suite, progress=False)["overall"]
+    assert len(others) == 2 and all(o < first for o in others)
+    assert report["overall"] == pytest.approx(np.mean(report["overall_per_seed"]))
+    assert report["overall_stderr"] == pytest.approx(np.std(report["overall_per_seed"], ddof=1) / np.sqrt(3))
+    one = evaluate(ground_truth, suite, progress=False)
+    assert one["seeds"] == 1 and one["overall_stderr"] is None and one["n_items"] == 2
+
+
+def test_cli_rejects_zero_seeds(tmp_path):
+    from kinema.cli import app
+
+    result = CliRunner().invoke(app, ["evaluate", "--json", str(tmp_path / "x.json"), "--ground-truth", "--seeds", "0"])
+    assert isinstance(result.exception, KinemaInputError) and "--seeds must be at least 1" in str(result.exception)
+    assert not (tmp_path / "x.json").exists()

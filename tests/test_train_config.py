@@ -5,14 +5,14 @@ from pathlib import Path
 import pytest
 
 from kinema.errors import KinemaInputError
-from kinema.train.config import STAGES, load_config
+from kinema.train.config import DEFAULT_STAGES, load_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 def test_builtin_config_parses_with_the_recipe_values():
     cfg = load_config(CONFIGS / "builtin.toml")
-    assert cfg.stages == list(STAGES)
+    assert cfg.stages == list(DEFAULT_STAGES)  # the matcher picked no better clips (docs/benchmarks.md): not in the recipe
     assert cfg.data.buckets == [[64, 64], [64, 112], [112, 64]]
     assert cfg.text_encoder == "all-MiniLM-L6-v2"
     assert cfg.dit.model["hidden"] == 256 and cfg.dit.model["depth"] == 6
@@ -87,6 +87,10 @@ def _write(tmp_path, text):
         ("[dit.first_phase]\nminutes = -1.0\n", "dit.first_phase.minutes must be >= 0"),
         ("cache_max_clips_per_bucket = -1\n", "cache_max_clips_per_bucket"),
         ("[vae]\nsalient_weight = -1.0\n", "vae.salient_weight must be >= 0"),
+        ("[matcher]\ncandidates = 0\n", "matcher.candidates must be between 1 and 16"),
+        ("[matcher]\nnoise_max = 1.0\n", "matcher.noise_max must be in"),
+        ("[matcher]\nprecision = 'fp16'\n", "matcher.precision"),
+        ("stages = ['data', 'export', 'matcher']\n", "matcher must come before export"),
     ],
 )
 def test_bad_configs_are_refused_with_the_key_named(tmp_path, text, message):
@@ -107,3 +111,13 @@ def test_missing_config_file(tmp_path):
 def test_ints_are_accepted_for_floats(tmp_path):
     cfg = load_config(_write(tmp_path, "[dit]\nlr = 1\n"))
     assert cfg.dit.lr == 1.0 and isinstance(cfg.dit.lr, float)
+
+
+def test_the_matcher_is_opt_in_and_its_minutes_come_off_the_dits_budget(tmp_path):
+    from kinema.train.builtin import MATCHER_RESERVE_MINUTES, RunPaths, _dit_budget
+
+    plain = load_config(_write(tmp_path, "total_budget_minutes = 60.0\n[dit]\ntime_budget_minutes = 0.0\n"))
+    assert "matcher" not in plain.stages
+    with_matcher = load_config(_write(tmp_path, "total_budget_minutes = 60.0\nstages = ['data', 'cache', 'dit', 'matcher', 'export']\n[dit]\ntime_budget_minutes = 0.0\n[matcher]\ntime_budget_minutes = 5.0\n"))
+    paths = RunPaths(tmp_path / "run")
+    assert _dit_budget(plain, paths) - _dit_budget(with_matcher, paths) == pytest.approx(5.0 + MATCHER_RESERVE_MINUTES)

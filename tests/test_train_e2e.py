@@ -46,6 +46,38 @@ def test_recipe_builds_a_loadable_model_dir(tiny_run):
     assert stats["dit"]["samples_per_second"] > 0
 
 
+def test_the_matcher_stage_trains_on_hard_negatives_and_ships_with_its_candidates(tiny_run):
+    from safetensors.torch import load_file
+
+    from kinema.models.matcher import VideoTextMatcher
+
+    negatives = load_file(str(tiny_run / "cache" / "negatives" / "negatives.safetensors"))
+    meta = json.loads((tiny_run / "cache" / "latents" / "meta.json").read_text())
+    assert negatives["offsets"].numel() == meta["num_clips"] + 1  # every Shapes World clip ...
+    assert (negatives["offsets"][1:] > negatives["offsets"][:-1]).all()  # ... has hard negatives
+    assert negatives["hidden"].shape[0] == int(negatives["offsets"][-1])
+    stats = json.loads((tiny_run / "train_stats.json").read_text())["stages"]
+    assert stats["matcher"]["steps"] == 3 and stats["matcher"]["parameters"] > 0
+    matcher = load_pretrained(tiny_run / "model" / "matcher")
+    assert isinstance(matcher, VideoTextMatcher) and matcher.config.hidden == 16
+    assert json.loads((tiny_run / "model" / "pipeline.json").read_text())["candidates"] == 2
+
+
+def test_export_without_the_matcher_stage_drops_an_earlier_matcher(tiny_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    (run / "work" / "export.done.json").unlink()
+    cfg = load_config(TINY, output_dir=str(run))
+    cfg.stages = ["export"]
+    from kinema.train.builtin import run as run_recipe
+
+    run_recipe(cfg)
+    assert not (run / "model" / "matcher").exists()
+    assert json.loads((run / "model" / "pipeline.json").read_text())["candidates"] == 1
+
+
 def test_cache_holds_frame_latents_and_cameras(tiny_run):
     """The conditioning the DiT trains on: last/inner frames encoded alone, and each clip's camera."""
     from kinema.train.data import assign_buckets, load_clip, read_metadata, to_model_video
@@ -430,7 +462,7 @@ def test_rerun_skips_finished_stages(tiny_run):
     before = (tiny_run / "model" / "dit" / "model.safetensors").stat().st_mtime_ns
     result = CliRunner().invoke(app, ["train", str(TINY), "--output", str(tiny_run)])
     assert result.exit_code == 0, result.output
-    assert result.output.count("already done") == 5
+    assert result.output.count("already done") == 6
     assert (tiny_run / "model" / "dit" / "model.safetensors").stat().st_mtime_ns == before
 
 

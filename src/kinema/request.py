@@ -21,6 +21,7 @@ MAX_SIDE = 4096
 MAX_SEED = 2**63 - 1
 MAX_INTERPOLATE = 8
 MAX_KEYFRAMES = 16
+MAX_CANDIDATES = 16  # best-of-N costs N times the denoising
 
 OutputFormat = Literal["mp4", "gif", "png"]
 AspectRatio = Literal["16:9", "9:16", "1:1", "4:3", "3:4"]
@@ -75,6 +76,8 @@ class GenerationRequest(BaseModel):
     steps: int | None = None
     guidance: float | None = None
     sampler: str | None = None
+    # Clips sampled per window, the best kept by the model's video-text matcher (None = the model's default).
+    candidates: int | None = None
     width: int | None = None
     height: int | None = None
     seconds: float | None = None
@@ -119,6 +122,13 @@ class GenerationRequest(BaseModel):
     def _steps(cls, v: int | None) -> int | None:
         if v is not None and not 1 <= v <= MAX_STEPS:
             raise ValueError(f"steps must be between 1 and {MAX_STEPS}, got {v}")
+        return v
+
+    @field_validator("candidates")
+    @classmethod
+    def _candidates(cls, v: int | None) -> int | None:
+        if v is not None and not 1 <= v <= MAX_CANDIDATES:
+            raise ValueError(f"candidates must be between 1 and {MAX_CANDIDATES}, got {v}")
         return v
 
     @field_validator("guidance")

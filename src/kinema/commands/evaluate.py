@@ -63,6 +63,9 @@ def format_table(results: dict[str, dict[str, Any]]) -> str:
         lines.append(f"{attr:<10}" + "".join(f"{100 * v:>9.1f}%" for v in row))
     lines.append(f"{'flicker':<10}" + "".join(f"{results[n]['flicker']['score']:>10.4f}" for n in names))
     lines.append(f"{'items':<10}" + "".join(f"{results[n]['n_items']:>10d}" for n in names))
+    if any(results[n].get("seeds", 1) > 1 for n in names):
+        lines.append(f"{'seeds':<10}" + "".join(f"{results[n]['seeds']:>10d}" for n in names))
+        lines.append(f"{'overall SE':<10}" + "".join(f"{100 * results[n]['overall_stderr']:>9.1f}%" for n in names))
     return "\n".join(lines)
 
 
@@ -78,6 +81,7 @@ def evaluate(
     attention: str = attention_option(),
     torch_compile: bool = compile_option(),
     limit: Optional[int] = typer.Option(None, "--limit", help="Evaluate only the first N items of each suite."),
+    seeds: int = typer.Option(1, "--seeds", help="Clips per prompt, each with its own seed (the suite's first): one seed's figure moves by several points."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Sampling steps (default: the model's)."),
     guidance: Optional[float] = typer.Option(None, "--guidance", help="CFG scale (default: the model's); choose it on the seen suite, report held-out."),
     size: int = typer.Option(64, "--size", help="Base resolution of the suite (a multiple of 16)."),
@@ -94,6 +98,8 @@ def evaluate(
         raise KinemaInputError(f"unknown suite {suite!r}: choose one of {', '.join(SUITE_CHOICES)}")
     if limit is not None and limit < 1:
         raise KinemaInputError(f"--limit must be at least 1, got {limit}")
+    if seeds < 1:
+        raise KinemaInputError(f"--seeds must be at least 1, got {seeds}")
     if steps is not None and steps < 1:
         raise KinemaInputError(f"--steps must be at least 1, got {steps}")
     if guidance is not None and not guidance >= 0:
@@ -107,7 +113,7 @@ def evaluate(
     names = SUITES if suite == "all" else (suite,)
     suites = {n: build_suite(n, size=size, n_items=limit or DEFAULT_ITEMS) for n in names}
     generate = render_item if ground_truth else suite_generator(model, steps, guidance, device, options)
-    results = {n: run_evaluation(generate, items, progress=progress) for n, items in suites.items()}
+    results = {n: run_evaluation(generate, items, progress=progress, seeds=seeds) for n, items in suites.items()}
     report = {
         "model": "ground-truth" if ground_truth else (str(model) if model else "builtin"),
         "steps": steps,

@@ -74,6 +74,7 @@ def generate(
     seconds: Optional[float] = typer.Option(None, help="Duration in seconds."),
     fps: Optional[float] = typer.Option(None, help="Frames per second."),
     sampler: Optional[str] = typer.Option(None, help="euler, heun or dpmpp-2m."),
+    candidates: Optional[int] = typer.Option(None, "--candidates", help="Clips sampled per window; the model's matcher keeps the best (default: the model's; each costs one more denoising)."),
     image: Optional[str] = typer.Option(None, "--image", help="First frame: an image file (image-to-video)."),
     last_image: Optional[str] = typer.Option(None, "--last-image", help="Last frame: an image file."),
     keyframe: list[str] = typer.Option([], "--keyframe", help="IMAGE@SECONDS: an image the video passes through (repeatable)."),
@@ -101,7 +102,7 @@ def generate(
     options = build_options(dtype, offload, vae_tiling, vae_slicing, attention, torch_compile)
     fmt, final_path = check_output(output)
     request = make_request(
-        prompt=prompt, negative_prompt=negative, seed=seed, steps=steps, guidance=guidance, sampler=sampler,
+        prompt=prompt, negative_prompt=negative, seed=seed, steps=steps, guidance=guidance, sampler=sampler, candidates=candidates,
         width=width, height=height, seconds=seconds, fps=fps, format=fmt,
         image=image, last_image=last_image, keyframes=[parse_keyframe(k) for k in keyframe], video=video, loop=loop,
         interpolate=interpolate, aspect_ratio=aspect_ratio, camera=parse_camera(camera), image_fit=image_fit,

@@ -53,6 +53,9 @@ class Capabilities:
     max_prompt_tokens: int | None = None
     max_window_seconds: float | None = None  # one generation window; longer videos chain windows ("long-video")
     max_interpolate: int = 8
+    # Best-of-N per window, picked by a video-text matcher; 1 = the backend cannot choose among clips.
+    max_candidates: int = 1
+    default_candidates: int = 1
 
     def describe_buckets(self) -> str:
         return ", ".join(f"{w}x{h}" for h, w in self.buckets)
@@ -87,6 +90,7 @@ class ResolvedRequest:
     extend_frames: np.ndarray | None = None  # a video to continue (uint8 [T, H, W, 3] at the generation fps)
     loop: bool = False
     camera: CameraMotion | None = None
+    candidates: int = 1  # clips sampled per window; the matcher keeps one
     task: str = "text-to-video"
     notes: tuple[str, ...] = ()  # adjustments worth telling the user (sizes or fps snapped)
 
@@ -217,6 +221,10 @@ def resolve_common(request: GenerationRequest, caps: Capabilities) -> ResolvedRe
     if interpolate > 1:
         _require(caps, "interpolation", "frame interpolation")
 
+    candidates = request.candidates if request.candidates is not None else caps.default_candidates
+    if candidates > caps.max_candidates:
+        why = "it has no video-text matcher to choose among clips" if caps.max_candidates == 1 else f"the limit is {caps.max_candidates}"
+        raise KinemaInputError(f"candidates {candidates} is more than this model can use: {why}")
     seconds = request.seconds if request.seconds is not None else caps.default_seconds
     if seconds > caps.max_seconds:
         raise KinemaInputError(f"seconds {seconds:g} is too long; the limit for this model is {caps.max_seconds:g}")
@@ -252,6 +260,7 @@ def resolve_common(request: GenerationRequest, caps: Capabilities) -> ResolvedRe
         extend_frames=frames.extend_frames,
         loop=request.loop,
         camera=CameraMotion(request.camera.pan, request.camera.tilt, request.camera.zoom) if request.camera is not None else None,
+        candidates=candidates,
         task=task,
         notes=tuple(n for n in (size_note, fps_note) if n),
     )

@@ -32,10 +32,11 @@ from kinema.diffusion.samplers import SAMPLERS
 from kinema.engine.backend import Capabilities, Progress, ResolvedRequest, Video, resolve_common
 from kinema.engine.timing import Timings
 from kinema.errors import KinemaInputError
-from kinema.request import GenerationRequest
+from kinema.request import MAX_CANDIDATES, GenerationRequest
 from kinema.video.interpolate import StreamInterpolator
 
 PIPELINE_FILE = "pipeline.json"
+MATCHER_DIR = "matcher"  # optional: a video-text matcher (kinema.models.matcher) that picks the best of several candidates
 HAND_OFF_FRAMES = 8  # generation frames over which an extension fades out the VAE's error at its seam (1 s at 8 fps)
 
 
@@ -71,6 +72,8 @@ class NativeConfig:
     tasks: list[str] = field(default_factory=lambda: ["text-to-video", "interpolation"])
     window_frames: int = 17  # frames per window when chaining windows (tasks has "long-video")
     max_total_seconds: float = 120.0  # the limit with windows
+    # Clips sampled per window by default, the best kept by the model's video-text matcher (`matcher/`); 1 = no choice.
+    candidates: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -96,6 +99,8 @@ class NativeConfig:
             raise ValueError(f"{PIPELINE_FILE}: tasks must include text-to-video and only {list(TASKS)}, got {cfg.tasks}")
         if not 0 <= cfg.noise_frame_correlation < 1:
             raise ValueError(f"{PIPELINE_FILE}: noise_frame_correlation must be in [0, 1), got {cfg.noise_frame_correlation}")
+        if not 1 <= cfg.candidates <= MAX_CANDIDATES:
+            raise ValueError(f"{PIPELINE_FILE}: candidates must be between 1 and {MAX_CANDIDATES}, got {cfg.candidates}")
         if cfg.window_frames < 9 or (cfg.window_frames - 1) % 4:
             raise ValueError(f"{PIPELINE_FILE}: window_frames must be 1 + 4k and at least 9, got {cfg.window_frames}")
         return cfg
@@ -152,6 +157,12 @@ def hand_off(frames: np.ndarray, exact: np.ndarray, decoded: np.ndarray, span: i
     return out
 
 
+def candidate_generator(seed: int, window: int, index: int) -> torch.Generator:
+    """The noise generator of candidate `index` (>= 1) of a window: fixed by the request's seed, so best-of-N is reproducible."""
+    state = np.random.SeedSequence([seed, window, index]).generate_state(2, np.uint32)
+    return torch.Generator().manual_seed(int(state[0]) << 31 | int(state[1]) >> 1)
+
+
 def frames_to_uint8(video: torch.Tensor) -> torch.Tensor:
     """[3, T, H, W] in [-1, 1] -> uint8 [T, H, W, 3]."""
     return ((video.clamp(-1.0, 1.0) + 1.0) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0)
@@ -175,9 +186,13 @@ class NativeBackend:
 
         self._spatial_stride = CausalVideoVAE.spatial_stride
         self._temporal_stride = CausalVideoVAE.temporal_stride
+        self.has_matcher = (self.model_dir / MATCHER_DIR / "model.safetensors").is_file()
+        if self.config.candidates > 1 and not self.has_matcher:
+            raise KinemaInputError(f"{self.model_dir / PIPELINE_FILE} asks for {self.config.candidates} candidates but the model has no {MATCHER_DIR}/ to choose among them")
         self._text_encoder: Any = None
         self._vae: Any = None
         self._dit: Any = None
+        self._matcher: Any = None
         self._load_pending = Timings()  # load time not yet reported in a Video's timings
 
     # -- what it can do ---------------------------------------------------------------
@@ -202,6 +217,8 @@ class NativeBackend:
             default_seconds=c.seconds,
             supports_negative_prompt=True,
             max_prompt_tokens=c.max_prompt_tokens,
+            max_candidates=MAX_CANDIDATES if self.has_matcher else 1,
+            default_candidates=c.candidates,
         )
 
     def validate(self, request: GenerationRequest) -> ResolvedRequest:
@@ -233,6 +250,8 @@ class NativeBackend:
             with self._load_pending.measure("model_load"):
                 self._vae = load_pretrained(self.model_dir / "vae", dtype=self.dtype).to(self.device)
                 self._dit = load_pretrained(self.model_dir / "dit", dtype=self.dtype).to(self.device)
+                if self.has_matcher:
+                    self._matcher = load_pretrained(self.model_dir / MATCHER_DIR, dtype=self.dtype).to(self.device).eval()
             if self._dit.config.text_dim != self._text_encoder.dim:
                 raise ValueError(f"text encoder {self.config.text_encoder!r} gives {self._text_encoder.dim}-d tokens but the DiT expects {self._dit.config.text_dim}")
             if self._dit.config.latent_channels != self._vae.config.latent_channels:
@@ -279,7 +298,7 @@ class NativeBackend:
             given = {g.frame + prefix: g.pixels for g in resolved.images}
             if needs_first:  # a loop with no first image: draw one, then make it the first and last frame
                 with timings.measure("denoising"):
-                    first_window = self._sample(windows[0][1], {}, None, text, resolved, generator, step_progress, timings)
+                    first_window = self._sample(windows[0][1], {}, None, text, resolved, generator, step_progress, timings, window=len(windows))
                 done[0] += resolved.steps
                 with timings.measure("vae_decoding"):
                     first = self._decode(first_window)[0]
@@ -296,10 +315,10 @@ class NativeBackend:
                 emitted += len(extend)
                 if len(out):
                     yield out
-            for start, length in windows:
+            for index, (start, length) in enumerate(windows):
                 local = {f - start: px for f, px in given.items() if start <= f < start + length}
                 with timings.measure("denoising"):
-                    latents = self._sample(length, local, tail, text, resolved, generator, step_progress, timings)
+                    latents = self._sample(length, local, tail, text, resolved, generator, step_progress, timings, window=index)
                 done[0] += resolved.steps
                 with timings.measure("vae_decoding"):
                     frames = self._decode(latents)
@@ -360,8 +379,14 @@ class NativeBackend:
         generator: torch.Generator,
         progress: Progress,
         timings: Timings,
+        window: int = 0,
     ) -> torch.Tensor:
-        """Latents [1, C, T', h, w] of one window: `tail` frames continue it, `images` pin frames."""
+        """Latents [1, C, T', h, w] of one window: `tail` frames continue it, `images` pin frames.
+
+        With `resolved.candidates` = k > 1, k clips are sampled in one batch (the first from
+        `generator`, as with k = 1; the others from seeds derived from the request's seed, this
+        window and their index) and the matcher keeps the one that best matches the prompt.
+        """
         from kinema.conditioning.camera import camera_tensor
         from kinema.conditioning.tasks import latent_index
 
@@ -381,12 +406,16 @@ class NativeBackend:
                 if frame == 0:  # the causal VAE encodes frame 0 alone: this is its exact latent
                     pinned[0] = z
         # Noise comes from a CPU generator whatever the device, so a seed means the same video everywhere.
-        x = flow.frame_correlated_noise(shape, generator, self.config.noise_frame_correlation).to(self.device, self.dtype)
+        k = resolved.candidates
+        noise = [flow.frame_correlated_noise(shape, generator, self.config.noise_frame_correlation)]
+        noise += [flow.frame_correlated_noise(shape, candidate_generator(resolved.seed, window, j), self.config.noise_frame_correlation) for j in range(1, k)]
+        x = torch.cat(noise).to(self.device, self.dtype)
+        cond = cond.expand(k, -1, -1, -1, -1)
         timesteps = flow.sampling_timesteps(resolved.steps, self.sampling_shift(t_lat, h, w)).to(self.device, self.dtype)
         extra: dict[str, torch.Tensor] = {"cond": cond}
         if self._dit.config.camera_dim > 0:
-            extra["camera"] = camera_tensor([resolved.camera]).to(self.device, self.dtype)
-        cond_text, cond_mask, uncond_text, uncond_mask = text
+            extra["camera"] = camera_tensor([resolved.camera] * k).to(self.device, self.dtype)
+        cond_text, cond_mask, uncond_text, uncond_mask = (v.expand(k, *v.shape[1:]) for v in text)
 
         # A self-conditioned DiT reads the last step's guided clean-latent estimate in both branches (zeros at first).
         estimate = torch.zeros_like(x) if self._dit.config.self_condition else None
@@ -400,8 +429,11 @@ class NativeBackend:
 
         latents = SAMPLERS[resolved.sampler](velocity, x, timesteps, progress)
         for j, z in pinned.items():
-            latents[0, :, j] = z
-        return latents
+            latents[:, :, j] = z
+        if k == 1:
+            return latents
+        best = int(self._matcher(latents, cond_text, cond_mask).argmax())
+        return latents[best : best + 1]
 
     def sampling_shift(self, t_lat: int, h: int, w: int) -> float:
         """The timestep shift for a latent of T' x h x w (it grows with the token count, as in training)."""

@@ -98,7 +98,7 @@ class Pipeline:
         yield video.frames
 
     def generate(self, prompt: str, *, progress: Progress | None = None, **options: Any) -> Video:
-        """Options are GenerationRequest fields: seed, steps, guidance, negative_prompt, sampler,
+        """Options are GenerationRequest fields: seed, steps, guidance, negative_prompt, sampler, candidates,
         width, height, seconds, fps, image, last_image, keyframes, video, loop, interpolate,
         aspect_ratio, camera, image_fit. Images may be paths, uint8 arrays [H, W, 3] or PIL images.
         Unknown options and out-of-range values raise KinemaInputError."""

@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from kinema.evaluate.metrics import attribute_accuracy, temporal_flicker
-from kinema.evaluate.suite import SuiteItem
+from kinema.evaluate.suite import SuiteItem, with_seeds
 from kinema.world.judge import ATTRIBUTES, read_clip, score
 from kinema.world.render import render
 
@@ -31,14 +31,17 @@ def ground_truth(item: SuiteItem) -> np.ndarray:
     return render(item.scene, item.clip, item.seed)
 
 
-def evaluate(generate_fn: GenerateFn, suite: Sequence[SuiteItem], progress: bool = True, fps: float | None = None) -> dict[str, Any]:
-    """Score `generate_fn` on `suite`.
+def evaluate(generate_fn: GenerateFn, suite: Sequence[SuiteItem], progress: bool = True, fps: float | None = None, seeds: int = 1) -> dict[str, Any]:
+    """Score `generate_fn` on `suite`, each item with `seeds` seeds (its own first).
 
     Returns per-attribute accuracy ("count", "color", "shape", "motion", "camera"),
     "overall" accuracy over all attributes, mean temporal flicker, and per-item
     details (prompt, what the judge read, which attributes were right). `fps`
     overrides the item's frame rate for reading (when a generator delivers another).
+    With several seeds the accuracies are means over every clip, and "overall_per_seed"
+    and "overall_stderr" (their standard error) say how far one seed's figure moves.
     """
+    suite = with_seeds(list(suite), seeds)
     items = []
     scores = []
     flicker_means = []
@@ -66,10 +69,14 @@ def evaluate(generate_fn: GenerateFn, suite: Sequence[SuiteItem], progress: bool
         )
     acc = attribute_accuracy(scores)
     mean_mad = float(np.mean(flicker_means)) if flicker_means else 0.0
+    per_seed = [attribute_accuracy(scores[k::seeds])["overall"] for k in range(seeds)] if scores else []
     return {
         "n_items": len(items),
+        "seeds": seeds,
         "accuracy": {k: acc.get(k, 0.0) for k in ATTRIBUTES},
         "overall": acc["overall"],
+        "overall_per_seed": per_seed,
+        "overall_stderr": float(np.std(per_seed, ddof=1) / np.sqrt(seeds)) if seeds > 1 else None,
         "flicker": {"mean_abs_diff": mean_mad, "score": (255.0 - mean_mad) / 255.0},
         "items": items,
     }

@@ -8,7 +8,7 @@ be compared. "heldout" scenes each contain a combination no training clip has
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -77,3 +77,15 @@ def build_suite(
             scene = fallback or scene
         items.append(SuiteItem(prompt=canonical_caption(scene), scene=scene, clip=clip, seed=SUITE_SEED % 10007 + i))
     return items
+
+
+def seed_for(seed: int, k: int) -> int:
+    """The k-th seed of an item asked with several seeds (k = 0 is the item's own)."""
+    return (seed + k * 1_000_003) % (2**31)
+
+
+def with_seeds(suite: list[SuiteItem], seeds: int) -> list[SuiteItem]:
+    """Every item asked `seeds` times, item by item: one clip per seed is a noisy figure (docs/benchmarks.md)."""
+    if seeds < 1:
+        raise KinemaInputError(f"seeds must be at least 1, got {seeds}")
+    return [replace(item, seed=seed_for(item.seed, k)) for item in suite for k in range(seeds)]

@@ -72,6 +72,7 @@ def save_pretrained(model: torch.nn.Module, directory: str | Path, dtype: torch.
 def load_pretrained(directory: str | Path, dtype: torch.dtype = torch.float32) -> torch.nn.Module:
     """Build the model named in config.json and load its weights (cast to `dtype`)."""
     import kinema.models.dit  # noqa: F401  (fills the registry)
+    import kinema.models.matcher  # noqa: F401
     import kinema.models.vae  # noqa: F401
 
     directory = Path(directory)

@@ -33,6 +33,7 @@ _MESSAGE_CODES: tuple[tuple[str, str], ...] = (
     (r"^(size|width|height) .*(not supported|multiple of)", "input.size.unsupported"),
     (r"^fps ", "input.fps.unsupported"),
     (r"^seconds ", "input.seconds.unsupported"),
+    (r"^candidates ", "input.candidates.unsupported"),
     (r"sampler", "input.sampler.unknown"),
     (r"^unknown option", "input.field.unknown"),
     (r"camera", "input.camera.invalid"),

@@ -1,7 +1,7 @@
 """Quotes from compute, before anything runs: credits = ceil(TFLOPs x credits_per_tflop), at least 1.
 
 TFLOPs = denoising steps x forward passes per step (2 with classifier-free
-guidance, 1 without) x the model's FLOPs for one forward at the request's
+guidance, 1 without, times the candidates sampled for best-of-N) x the model's FLOPs for one forward at the request's
 latent size. Each backend kind has its cost function: the native DiT counts
 its own matmuls (`DiT.flops_per_sample`, built on the meta device so no
 weights load); a backend may also offer `estimate_flops(resolved)`; anything
@@ -69,6 +69,6 @@ def forward_flops(backend: Backend, resolved: ResolvedRequest) -> tuple[float, i
 
 def quote(backend: Backend, resolved: ResolvedRequest, credits_per_tflop: float) -> Quote:
     per_forward, tokens = forward_flops(backend, resolved)
-    passes = 2 if resolved.guidance != 1.0 else 1
+    passes = (2 if resolved.guidance != 1.0 else 1) * resolved.candidates
     tflops = per_forward * passes * resolved.steps / 1e12
     return Quote(max(1, math.ceil(tflops * credits_per_tflop)), tflops, resolved.steps, passes, tokens)

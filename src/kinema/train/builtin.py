@@ -7,7 +7,8 @@ written under `<output>/work/`):
     vae     train the causal video VAE on random crops
     cache   encode every clip to latents and every caption to embeddings once
     dit     train the DiT on the cache (flow matching, CFG dropout, EMA)
-    export  fp16 `<output>/model/{vae,dit}` + pipeline.json, and train_stats.json
+    matcher (opt-in) train the video-text matcher that picks the best of several candidates
+    export  fp16 `<output>/model/{vae,dit[,matcher]}` + pipeline.json, and train_stats.json
 
 A user training on their own footage lists only the stages they need, e.g.
 `stages = ["cache", "dit", "export"]` with `vae_path` pointing at a VAE.
@@ -21,16 +22,18 @@ import copy
 import dataclasses
 import json
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from kinema.errors import KinemaInputError
-from kinema.train.config import TrainConfig, config_to_dict
+from kinema.train.config import STAGES, TrainConfig, config_to_dict
 from kinema.train.distributed import DistInfo, barrier, cleanup, init_distributed
 
 DIT_EXPORT_RESERVE_MINUTES = 1.0  # left for export when a total budget caps the DiT
+MATCHER_RESERVE_MINUTES = 0.5  # beyond the matcher's own budget: loading the cache, saving
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,10 @@ class RunPaths:
     @property
     def dit_ema(self) -> Path:
         return self.work / "dit_ema"
+
+    @property
+    def matcher(self) -> Path:
+        return self.work / "matcher"
 
     @property
     def cache(self) -> Path:
@@ -182,6 +189,10 @@ def stage_cache(cfg: TrainConfig, paths: RunPaths) -> dict[str, Any]:
         return stats
 
     stats = encode(records, paths.cache, cfg.cache_max_clips_per_bucket)
+    if "matcher" in cfg.stages:  # the matcher's hard negatives: encoded here, so the DiT's budget counts them
+        from kinema.train.matcher_data import cache_negatives
+
+        cache_negatives(encoder, cfg.text_encoder, records, paths.cache, cfg.seed, cfg.cache_precision, cfg.progress)
     vae.config.latent_mean, vae.config.latent_std = stats.mean, stats.std
     save_pretrained(vae, paths.vae_final)
     encoded = json.loads((paths.cache / "latents" / "meta.json").read_text())["num_clips"]
@@ -202,7 +213,8 @@ def _dit_budget(cfg: TrainConfig, paths: RunPaths) -> float:
     if cfg.total_budget_minutes <= 0:
         return own
     used = sum((_done(paths, s) or {}).get("wall_seconds", 0.0) for s in ("data", "vae", "cache")) / 60.0
-    left = max(0.5, cfg.total_budget_minutes - used - DIT_EXPORT_RESERVE_MINUTES)
+    matcher = cfg.matcher.time_budget_minutes + MATCHER_RESERVE_MINUTES if "matcher" in cfg.stages and _done(paths, "matcher") is None else 0.0
+    left = max(0.5, cfg.total_budget_minutes - used - matcher - DIT_EXPORT_RESERVE_MINUTES)
     return min(own, left) if own > 0 else left
 
 
@@ -294,6 +306,28 @@ def _first_phase(cfg: TrainConfig, paths: RunPaths, dist: DistInfo, text_dim: in
     return stats
 
 
+def stage_matcher(cfg: TrainConfig, paths: RunPaths) -> dict[str, Any]:
+    """The video-text matcher on the DiT's cache and the cache stage's hard negatives (rank 0 only: it is small)."""
+    from kinema.models.io import save_pretrained
+    from kinema.models.matcher import MatcherConfig
+    from kinema.train.distributed import DistInfo as SingleProcess
+    from kinema.train.latents import LatentCache
+    from kinema.train.loop import LoopSettings
+    from kinema.train.matcher_trainer import MatcherTraining, load_negatives, train_matcher
+
+    negatives = paths.cache / "negatives" / "negatives.safetensors"
+    if not (paths.cache / "latents" / "meta.json").is_file() or not negatives.is_file():
+        raise KinemaInputError(f"no latent cache with hard negatives in {paths.cache}: run the cache stage with \"matcher\" in stages")
+    cache = LatentCache.load(paths.cache)
+    m = cfg.matcher
+    fields = {**m.model, "latent_channels": cache.latent_mean.numel(), "text_dim": int(cache.text_hidden.shape[-1])}
+    job = MatcherTraining(MatcherConfig(**fields), m.batch_size, m.lr, m.weight_decay, m.ema_decay, m.noise_max, m.precision, cfg.seed)
+    settings = LoopSettings.for_stage("matcher", m, cfg, paths.checkpoints("matcher"))
+    res, model = train_matcher(job, cache, load_negatives(negatives), settings, SingleProcess())
+    save_pretrained(model, paths.matcher)
+    return {**_loop_stats(res), "batch_size": m.batch_size, "parameters": model.num_params()["total"]}
+
+
 def stage_export(cfg: TrainConfig, paths: RunPaths) -> dict[str, Any]:
     """fp16 VAE + EMA DiT + pipeline.json: a model directory the engine loads as is."""
     import torch
@@ -309,6 +343,11 @@ def stage_export(cfg: TrainConfig, paths: RunPaths) -> dict[str, Any]:
     save_pretrained(load_pretrained(paths.vae_final), paths.model / "vae", dtype=torch.float16)
     dit = load_pretrained(paths.dit_ema)
     save_pretrained(dit, paths.model / "dit", dtype=torch.float16)
+    has_matcher = "matcher" in cfg.stages and (paths.matcher / "model.safetensors").is_file()
+    if has_matcher:
+        save_pretrained(load_pretrained(paths.matcher), paths.model / "matcher", dtype=torch.float16)
+    else:
+        shutil.rmtree(paths.model / "matcher", ignore_errors=True)  # an earlier export's matcher is not this model's
     e, d = cfg.export, cfg.dit
     NativeConfig(
         text_encoder=cfg.text_encoder,
@@ -325,6 +364,7 @@ def stage_export(cfg: TrainConfig, paths: RunPaths) -> dict[str, Any]:
         tasks=capabilities_for(d.tasks, camera=dit.config.camera_dim > 0),
         window_frames=e.window_frames,
         max_total_seconds=e.max_total_seconds,
+        candidates=cfg.matcher.candidates if has_matcher else 1,
     ).save(paths.model)
     return {"model_dir": str(paths.model)}
 
@@ -357,14 +397,15 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
             elif stage == "dit":
                 stats = stage_dit(cfg, paths, dist)
             elif dist.is_main:
-                stats = {"data": lambda: stage_data(cfg, paths), "cache": lambda: stage_cache(cfg, paths), "export": lambda: stage_export(cfg, paths)}[stage]()
+                run_stage = {"data": stage_data, "cache": stage_cache, "matcher": stage_matcher, "export": stage_export}[stage]
+                stats = run_stage(cfg, paths)
             if dist.is_main and stats is not None:
                 # A resumed training stage reports its loop time across all runs in "seconds".
                 stats["wall_seconds"] = max(time.monotonic() - start, stats.get("seconds", 0.0))
                 _write_json(paths.marker(stage), stats)
                 _log(dist, f"{stage}: done in {stats['wall_seconds'] / 60:.1f} min")
         barrier(dist)
-        summary = {s: _done(paths, s) for s in ("data", "vae", "cache", "dit", "export") if _done(paths, s) is not None}
+        summary = {s: _done(paths, s) for s in STAGES if _done(paths, s) is not None}
         summary_out = {"stages": summary, "total_wall_seconds": sum(v.get("wall_seconds", 0.0) for v in summary.values()), "world_size": dist.world_size}
         if dist.is_main:
             _write_json(paths.stats, summary_out)

@@ -17,7 +17,8 @@ from typing import Any
 
 from kinema.errors import KinemaInputError
 
-STAGES = ("data", "vae", "cache", "dit", "export")
+STAGES = ("data", "vae", "cache", "dit", "matcher", "export")
+DEFAULT_STAGES = ("data", "vae", "cache", "dit", "export")  # the matcher is opt-in: list it in `stages`
 DIT_OPTIMIZERS = ("adamw", "muon")
 
 
@@ -181,6 +182,29 @@ class DiTStageConfig:
 
 
 @dataclass
+class MatcherStageConfig:
+    """The video-text matcher (kinema.models.matcher) that picks the best of several candidates.
+
+    Trained on the DiT's latent cache, against hard negatives the cache stage writes (each clip's
+    scene with one attribute changed, kinema.train.matcher_data) when "matcher" is in `stages`.
+    """
+
+    model: dict[str, Any] = field(default_factory=dict)  # MatcherConfig fields (latent_channels, text_dim are set for you)
+    steps: int = 100000  # normally the time budget ends the run first
+    batch_size: int = 64  # clips per step, each paired with three captions
+    lr: float = 1e-3
+    warmup_steps: int = 200
+    weight_decay: float = 0.01
+    lr_schedule: str = "cosine"
+    ema_decay: float = 0.999
+    grad_clip: float = 1.0
+    noise_max: float = 0.2  # latents get noise up to this level (as a sampler's last steps leave)
+    precision: str = "bf16"
+    time_budget_minutes: float = 6.0
+    candidates: int = 4  # pipeline.json's default clips per window (best-of-N)
+
+
+@dataclass
 class ExportConfig:
     """What goes into `<output>/model/pipeline.json` for the engine."""
 
@@ -200,7 +224,7 @@ class TrainConfig:
 
     output_dir: str = "runs/builtin"
     seed: int = 0
-    stages: list[str] = field(default_factory=lambda: list(STAGES))
+    stages: list[str] = field(default_factory=lambda: list(DEFAULT_STAGES))
     text_encoder: str = "all-MiniLM-L6-v2"
     vae_path: str = ""  # pretrained VAE dir for a dit-only run; default <output>/model/vae
     total_budget_minutes: float = 0.0  # 0 = no overall cap; else the DiT gets what is left
@@ -212,6 +236,7 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     vae: VAEStageConfig = field(default_factory=VAEStageConfig)
     dit: DiTStageConfig = field(default_factory=DiTStageConfig)
+    matcher: MatcherStageConfig = field(default_factory=MatcherStageConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
 
     @property
@@ -321,13 +346,21 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise KinemaInputError(f"vae.crop_frames must be 1 + 4k, got {cfg.vae.crop_frames}")
     if cfg.vae.crop_size % 8 or cfg.vae.crop_size <= 0:
         raise KinemaInputError(f"vae.crop_size must be a positive multiple of 8, got {cfg.vae.crop_size}")
-    for name, stage in (("vae", cfg.vae), ("dit", cfg.dit)):
+    for name, stage in (("vae", cfg.vae), ("dit", cfg.dit), ("matcher", cfg.matcher)):
         if stage.precision not in ("fp32", "bf16"):
             raise KinemaInputError(f"{name}.precision must be 'fp32' or 'bf16', got {stage.precision!r}")
         if stage.lr_schedule not in ("cosine", "constant"):
             raise KinemaInputError(f"{name}.lr_schedule must be 'cosine' or 'constant', got {stage.lr_schedule!r}")
         if stage.batch_size < 1 or stage.steps < 0:
             raise KinemaInputError(f"{name}.batch_size must be >= 1 and steps >= 0")
+    from kinema.request import MAX_CANDIDATES
+
+    if not 1 <= cfg.matcher.candidates <= MAX_CANDIDATES:
+        raise KinemaInputError(f"matcher.candidates must be between 1 and {MAX_CANDIDATES}, got {cfg.matcher.candidates}")
+    if not 0.0 <= cfg.matcher.noise_max < 1.0:
+        raise KinemaInputError(f"matcher.noise_max must be in [0, 1), got {cfg.matcher.noise_max}")
+    if "matcher" in cfg.stages and "export" in cfg.stages and cfg.stages.index("matcher") > cfg.stages.index("export"):
+        raise KinemaInputError("stages: matcher must come before export, which ships it")
     if cfg.vae.salient_weight < 0:
         raise KinemaInputError(f"vae.salient_weight must be >= 0, got {cfg.vae.salient_weight}")
     if cfg.cache_precision not in ("fp32", "bf16"):
