@@ -46,7 +46,7 @@ def perturb_scene(scene: Scene, kind: str, rng: np.random.Generator) -> Scene | 
     elif kind == "motion":
         if obj.motion == "spin" and obj.shape == "circle":
             return None  # the clip shows a still circle: "still" would not be false
-        options = [m for m in _visible_motions(obj.shape) if m != obj.motion and not (obj.motion == "still" and m == "spin" and obj.shape == "circle")]
+        options = [m for m in _visible_motions(obj.shape) if m != obj.motion]
         changed = [replace(obj, motion=m, speed=obj.speed if (m in MOTION_DIRECTIONS and obj.motion in MOTION_DIRECTIONS) else DEFAULT_SPEED) for m in options]
     elif kind == "camera":
         if scene.texture == "plain":
