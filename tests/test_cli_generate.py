@@ -76,6 +76,8 @@ def test_gif_and_png_outputs_and_random_seed_is_reported(model_dir: Path, tmp_pa
         (["a circle", "-o", "{tmp}/x.mp4", "--width", "40", "--height", "32"], "width 40 must be a multiple of 16"),
         (["a circle", "-o", "{tmp}/x.mp4", "--width", "48", "--height", "48"], "supported sizes"),
         (["a circle", "-o", "{tmp}/x.mp4", "--steps", "0"], "steps must be between 1 and 200"),
+        (["a circle", "-o", "{tmp}/x.mp4", "--candidates", "0"], "candidates must be between 1 and 16"),
+        (["a circle", "-o", "{tmp}/x.mp4", "--candidates", "3"], "candidates 3 is more than this model can use: it has no video-text matcher"),
         (["a circle", "-o", "{tmp}/x.mp4", "--steps", "-1"], "steps must be between 1 and 200"),
         (["a circle", "-o", "{tmp}/x.mp4", "--seconds", "0"], "seconds must be > 0"),
         (["a circle", "-o", "{tmp}/x.mp4", "--seconds", "-1"], "seconds must be > 0"),
