@@ -25,19 +25,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from kinema.diffusion import flow
 from kinema.models.io import load_pretrained, save_pretrained
 from kinema.models.matcher import MatcherConfig, VideoTextMatcher
 from kinema.models.text import load_text_encoder
 from kinema.train.builtin import _records
-from kinema.train.config import load_config
+from kinema.train.config import MatcherStageConfig, load_config
 from kinema.train.distributed import DistInfo
-from kinema.train.latents import TRAIN_MAX_TOKENS, LatentCache
-from kinema.train.loop import EMA, LoopSettings, make_optimizer, run_loop
-from kinema.train.matcher_data import KINDS, cache_negatives, perturb_scene
-from kinema.train.matcher_trainer import MatcherBatches, load_negatives
+from kinema.train.latents import TRAIN_MAX_TOKENS, LatentCache, cache_negatives
+from kinema.train.loop import LoopSettings
+from kinema.train.matcher_data import KINDS, perturb_scene
+from kinema.train.matcher_trainer import MatcherBatches, load_negatives, train_matcher
 
 
 def dit_estimates(cache: LatentCache, dit_dir: Path, t_range: tuple[float, float], per_bucket: int, seed: int) -> LatentCache:
@@ -118,28 +117,17 @@ def main() -> None:
     cache = LatentCache.load(args.run / "cache")
     encoder = load_text_encoder(cfg.text_encoder, max_tokens=TRAIN_MAX_TOKENS)
     negatives = load_negatives(cache_negatives(encoder, cfg.text_encoder, _records(cfg), args.run / "cache", cfg.seed, cfg.cache_precision, True))
-    model = VideoTextMatcher(MatcherConfig(latent_channels=cache.latent_mean.numel(), hidden=args.hidden, video_depth=args.video_depth, fusion_depth=args.fusion_depth))
-    optimizer, ema = make_optimizer(model, 1e-3, 0.01), EMA(model, 0.999)
-    sources = [MatcherBatches(cache, negatives, 64, 0.2, cfg.seed)]
+    stage = MatcherStageConfig(time_budget_minutes=args.minutes)  # the recipe's defaults: batch 64, lr 1e-3, noise 0.2, bf16
+    model_config = MatcherConfig(latent_channels=cache.latent_mean.numel(), hidden=args.hidden, video_depth=args.video_depth, fusion_depth=args.fusion_depth)
+    sources = [MatcherBatches(cache, negatives, stage.batch_size, stage.noise_max, cfg.seed)]
     if args.estimates_from is not None:
-        sources.append(MatcherBatches(dit_estimates(cache, args.estimates_from, tuple(args.t_range), args.estimates_per_bucket, cfg.seed), negatives, 64, 0.0, cfg.seed + 1))
-    pos_weight = torch.tensor(2.0)
-
-    def step_fn(step: int) -> tuple[float, int]:
-        x, text, mask, labels = sources[step % len(sources)](step)
-        model.train()
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            logits = model.score(model.encode_video(x).repeat(3, 1, 1), text, mask)
-        loss = F.binary_cross_entropy_with_logits(logits.float(), labels, pos_weight=pos_weight)
-        loss.backward()
-        return float(loss.item()), x.shape[0]
-
-    settings = LoopSettings(name="matcher", total_steps=1_000_000, checkpoint_dir=args.out / "checkpoint", base_lr=1e-3, warmup_steps=200, grad_clip=1.0, budget_minutes=args.minutes, checkpoint_every_minutes=5.0)
-    result = run_loop(settings, model, optimizer, step_fn, DistInfo(), ema=ema)
-    save_pretrained(ema.model, args.out / "matcher")
+        sources.append(MatcherBatches(dit_estimates(cache, args.estimates_from, tuple(args.t_range), args.estimates_per_bucket, cfg.seed), negatives, stage.batch_size, 0.0, cfg.seed + 1))
+    settings = LoopSettings(name="matcher", total_steps=stage.steps, checkpoint_dir=args.out / "checkpoint", base_lr=stage.lr, warmup_steps=stage.warmup_steps, grad_clip=stage.grad_clip, budget_minutes=args.minutes, checkpoint_every_minutes=5.0)
+    result, matcher = train_matcher(stage, model_config, cfg.seed, sources, settings, DistInfo())
+    save_pretrained(matcher, args.out / "matcher")
     report = {"run": str(args.run), "minutes": args.minutes, "steps": result.steps, "final_loss": result.final_loss, "estimates_from": str(args.estimates_from) if args.estimates_from else None, "model": vars(args) | {"out": str(args.out), "run": str(args.run), "config": str(args.config), "estimates_from": str(args.estimates_from), "json": str(args.json)}}
     if args.real_check:
-        report["real_check"] = {args.real_check: real_check(ema.model, args.run / "work" / "vae", args.real_check)}
+        report["real_check"] = {args.real_check: real_check(matcher, args.run / "work" / "vae", args.real_check)}
     print(json.dumps(report, indent=1))
     if args.json:
         args.json.write_text(json.dumps(report, indent=1) + "\n")

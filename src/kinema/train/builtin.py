@@ -172,7 +172,7 @@ def _vae_source(cfg: TrainConfig, paths: RunPaths) -> Path:
 def stage_cache(cfg: TrainConfig, paths: RunPaths) -> dict[str, Any]:
     from kinema.models.io import load_pretrained, save_pretrained
     from kinema.models.text import load_text_encoder
-    from kinema.train.latents import TRAIN_MAX_TOKENS, cache_latents, cache_text
+    from kinema.train.latents import TRAIN_MAX_TOKENS, cache_latents, cache_negatives, cache_text
 
     records = _records(cfg)
     src = _vae_source(cfg, paths)
@@ -190,8 +190,6 @@ def stage_cache(cfg: TrainConfig, paths: RunPaths) -> dict[str, Any]:
 
     stats = encode(records, paths.cache, cfg.cache_max_clips_per_bucket)
     if "matcher" in cfg.stages:  # the matcher's hard negatives: encoded here, so the DiT's budget counts them
-        from kinema.train.matcher_data import cache_negatives
-
         cache_negatives(encoder, cfg.text_encoder, records, paths.cache, cfg.seed, cfg.cache_precision, cfg.progress)
     vae.config.latent_mean, vae.config.latent_std = stats.mean, stats.std
     save_pretrained(vae, paths.vae_final)
@@ -310,10 +308,9 @@ def stage_matcher(cfg: TrainConfig, paths: RunPaths) -> dict[str, Any]:
     """The video-text matcher on the DiT's cache and the cache stage's hard negatives (rank 0 only: it is small)."""
     from kinema.models.io import save_pretrained
     from kinema.models.matcher import MatcherConfig
-    from kinema.train.distributed import DistInfo as SingleProcess
     from kinema.train.latents import LatentCache
     from kinema.train.loop import LoopSettings
-    from kinema.train.matcher_trainer import MatcherTraining, load_negatives, train_matcher
+    from kinema.train.matcher_trainer import MatcherBatches, load_negatives, train_matcher
 
     negatives = paths.cache / "negatives" / "negatives.safetensors"
     if not (paths.cache / "latents" / "meta.json").is_file() or not negatives.is_file():
@@ -321,9 +318,9 @@ def stage_matcher(cfg: TrainConfig, paths: RunPaths) -> dict[str, Any]:
     cache = LatentCache.load(paths.cache)
     m = cfg.matcher
     fields = {**m.model, "latent_channels": cache.latent_mean.numel(), "text_dim": int(cache.text_hidden.shape[-1])}
-    job = MatcherTraining(MatcherConfig(**fields), m.batch_size, m.lr, m.weight_decay, m.ema_decay, m.noise_max, m.precision, cfg.seed)
+    batches = MatcherBatches(cache, load_negatives(negatives), m.batch_size, m.noise_max, cfg.seed)
     settings = LoopSettings.for_stage("matcher", m, cfg, paths.checkpoints("matcher"))
-    res, model = train_matcher(job, cache, load_negatives(negatives), settings, SingleProcess())
+    res, model = train_matcher(m, MatcherConfig(**fields), cfg.seed, [batches], settings, DistInfo())
     save_pretrained(model, paths.matcher)
     return {**_loop_stats(res), "batch_size": m.batch_size, "parameters": model.num_params()["total"]}
 

@@ -41,7 +41,7 @@ from kinema.train.buckets import BucketSampler
 from kinema.train.config import DiTStageConfig, TrainConfig
 from kinema.train.curriculum import easy_step
 from kinema.train.distributed import DistInfo, wrap_model
-from kinema.train.latents import LatentCache
+from kinema.train.latents import LatentCache, pick_in_ranges, text_rows
 from kinema.train.loop import EMA, LoopSettings, make_optimizer, run_loop
 from kinema.train.muon import MuonWithAdamW, dit_hidden_matrix
 from kinema.train.scene_labels import NUM_CLASSES, object_weights, scene_loss
@@ -145,18 +145,14 @@ class DiTBatches:
 
     def _captions(self, clips: np.ndarray, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """(one random caption row per clip, which were dropped to the empty prompt)."""
-        lo, hi = self.cache.clip_offsets[clips].numpy(), self.cache.clip_offsets[clips + 1].numpy()
-        pick = lo + (rng.random(len(clips)) * (hi - lo)).astype(np.int64)
-        cap = self.cache.caption_ids[torch.as_tensor(pick)]
+        cap = self.cache.caption_ids[torch.as_tensor(pick_in_ranges(self.cache.clip_offsets, clips, rng))]
         drop = torch.as_tensor(rng.random(len(clips)) < self.cfg.dit.caption_dropout)
         return torch.where(drop, torch.zeros_like(cap), cap), drop  # row 0 = the empty prompt
 
     def _text(self, cap: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Caption rows -> (hidden [B,L,D] cut to the longest, mask [B,L])."""
-        lengths = self.cache.text_lengths[cap].long()
-        width = int(lengths.max())
-        text = self.cache.text_hidden[cap, :width].float()
-        return text, torch.arange(width)[None, :] < lengths[:, None]
+        text, lengths = text_rows(self.cache.text_hidden, self.cache.text_lengths, cap)
+        return text, torch.arange(text.shape[1])[None, :] < lengths[:, None]
 
     def is_image_step(self, step: int) -> bool:
         """Whether step `step` trains on single frames (`dit.image_fraction`); the same on every rank."""
@@ -212,9 +208,9 @@ class DiTBatches:
         """
         offsets, ids = self.cache.signal_offsets, self.cache.signal_ids
         assert offsets is not None and ids is not None
-        lo, hi = offsets[clips].numpy(), offsets[clips + 1].numpy()
-        swap = (rng.random(len(clips)) < self.cfg.dit.camera_caption_free) & (hi > lo) & (camera[:, -1] > 0).numpy() & ~dropped.numpy()
-        pick = np.where(swap, lo + (rng.random(len(clips)) * (hi - lo)).astype(np.int64), 0)
+        has = (offsets[clips + 1] > offsets[clips]).numpy()
+        swap = (rng.random(len(clips)) < self.cfg.dit.camera_caption_free) & has & (camera[:, -1] > 0).numpy() & ~dropped.numpy()
+        pick = np.where(swap, pick_in_ranges(offsets, clips, rng), 0)
         return torch.where(torch.as_tensor(swap), ids[torch.as_tensor(pick)], cap)
 
 

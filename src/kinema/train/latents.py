@@ -235,6 +235,39 @@ def cache_text(encoder, encoder_name: str, records: list[ClipRecord], cache_dir:
     _write_json(meta_path, {"key": key, "encoder": encoder_name, "dim": encoder.dim, "num_captions": len(captions)})
 
 
+def cache_negatives(encoder, encoder_name: str, records: list[ClipRecord], cache_dir: Path, seed: int, precision: str = "fp32", progress: bool = True) -> Path:
+    """Encode every clip's hard negative captions (`kinema.train.matcher_data`, for the matcher) once into
+    `cache_dir/negatives/`, skipped when up to date."""
+    from kinema.train.matcher_data import negative_pool
+
+    out = cache_dir / "negatives"
+    meta_path = out / "meta.json"
+    key = f"{encoder_name}-{encoder.dim}-{precision}-{seed}-{records_digest(records)}"
+    if _meta_matches(meta_path, key):
+        return out / "negatives.safetensors"
+    out.mkdir(parents=True, exist_ok=True)
+    texts, offsets = negative_pool([r.scene for r in records], seed)
+    if texts:
+        hidden, lengths = encode_captions(encoder, texts, 256, precision, progress)
+    else:
+        hidden, lengths = torch.zeros(0, 1, encoder.dim, dtype=torch.float16), torch.zeros(0, dtype=torch.int32)
+    _atomic_save({"hidden": hidden.contiguous(), "lengths": lengths.contiguous(), "offsets": torch.tensor(offsets, dtype=torch.int64)}, out / "negatives.safetensors")
+    _write_json(meta_path, {"key": key, "captions": len(texts), "clips": len(records)})
+    return out / "negatives.safetensors"
+
+def pick_in_ranges(offsets: torch.Tensor, groups: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One index per group, uniform in [offsets[g], offsets[g + 1]): a random caption (or negative) of each clip.
+    An empty range gives its start, which the caller must not use."""
+    lo, hi = offsets[groups].numpy(), offsets[groups + 1].numpy()
+    return lo + (rng.random(len(groups)) * (hi - lo)).astype(np.int64)
+
+
+def text_rows(hidden: torch.Tensor, lengths: torch.Tensor, rows: torch.Tensor | np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Encoded caption rows -> (states [B, L, D] float cut to the longest, lengths [B])."""
+    idx = torch.as_tensor(rows)
+    n = lengths[idx].long()
+    return hidden[idx, : int(n.max())].float(), n
+
 @dataclass
 class LatentCache:
     """Everything the DiT trainer reads, in RAM."""

@@ -12,7 +12,6 @@ negatives; the trainer then uses other clips' captions only.
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 
@@ -98,24 +97,3 @@ def negative_pool(scenes: list[dict | None], seed: int) -> tuple[list[str], list
         offsets.append(len(texts))
     return texts, offsets
 
-
-def cache_negatives(encoder, encoder_name: str, records: list, cache_dir: Path, seed: int, precision: str = "fp32", progress: bool = True) -> Path:
-    """Encode every clip's hard negatives once into `cache_dir/negatives/` (skipped when up to date)."""
-    import torch
-
-    from kinema.train.latents import _atomic_save, _meta_matches, _write_json, encode_captions, records_digest
-
-    out = cache_dir / "negatives"
-    meta_path = out / "meta.json"
-    key = f"{encoder_name}-{encoder.dim}-{precision}-{seed}-{records_digest(records)}"
-    if _meta_matches(meta_path, key):
-        return out / "negatives.safetensors"
-    out.mkdir(parents=True, exist_ok=True)
-    texts, offsets = negative_pool([r.scene for r in records], seed)
-    if texts:
-        hidden, lengths = encode_captions(encoder, texts, 256, precision, progress)
-    else:
-        hidden, lengths = torch.zeros(0, 1, encoder.dim, dtype=torch.float16), torch.zeros(0, dtype=torch.int32)
-    _atomic_save({"hidden": hidden.contiguous(), "lengths": lengths.contiguous(), "offsets": torch.tensor(offsets, dtype=torch.int64)}, out / "negatives.safetensors")
-    _write_json(meta_path, {"key": key, "captions": len(texts), "clips": len(records)})
-    return out / "negatives.safetensors"

@@ -10,6 +10,7 @@ VAE's and DiT's (`kinema.train.loop`): time budget, checkpoints, resume, EMA, pr
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,9 +19,10 @@ import torch
 import torch.nn.functional as F
 
 from kinema.models.matcher import MatcherConfig, VideoTextMatcher
-from kinema.train.latents import LatentCache
-from kinema.train.loop import EMA, LoopResult, LoopSettings, make_optimizer, run_loop
+from kinema.train.config import MatcherStageConfig
 from kinema.train.distributed import DistInfo
+from kinema.train.latents import LatentCache, pick_in_ranges, text_rows
+from kinema.train.loop import EMA, LoopResult, LoopSettings, make_optimizer, run_loop
 
 
 @dataclass
@@ -47,8 +49,7 @@ class MatcherBatches:
         self.num_clips = int(cache.clip_offsets.numel() - 1)
 
     def _own_caption(self, clips: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        lo, hi = self.cache.clip_offsets[clips].numpy(), self.cache.clip_offsets[clips + 1].numpy()
-        return self.cache.caption_ids[torch.as_tensor(lo + (rng.random(len(clips)) * (hi - lo)).astype(np.int64))].numpy()
+        return self.cache.caption_ids[torch.as_tensor(pick_in_ranges(self.cache.clip_offsets, clips, rng))].numpy()
 
     def _other_clips(self, clips: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         other = rng.integers(self.num_clips - 1, size=len(clips))
@@ -65,8 +66,8 @@ class MatcherBatches:
         s = torch.rand(x0.shape[0], generator=g).view(-1, 1, 1, 1, 1) * self.noise_max
         x = (1 - s) * x0 + s * torch.randn(x0.shape, generator=g)
         cached = (self.cache.text_hidden, self.cache.text_lengths)
-        own = _rows(*cached, self._own_caption(clips, rng))
-        easy = _rows(*cached, self._own_caption(self._other_clips(clips, rng), rng))
+        own = text_rows(*cached, self._own_caption(clips, rng))
+        easy = text_rows(*cached, self._own_caption(self._other_clips(clips, rng), rng))
         hard = self._hard(clips, easy, rng)
         width = max(own[0].shape[1], easy[0].shape[1], hard[0].shape[1])
         texts = torch.cat([F.pad(t, (0, 0, 0, width - t.shape[1])) for t, _ in (own, hard, easy)])
@@ -78,53 +79,34 @@ class MatcherBatches:
     def _hard(self, clips: np.ndarray, easy: tuple[torch.Tensor, torch.Tensor], rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Each clip's hard negative; a clip without one (no scene) keeps its easy negative."""
         neg = self.negatives
-        if neg is None:
+        has = None if neg is None else neg.offsets[clips + 1] > neg.offsets[clips]
+        if has is None or not bool(has.any()):
             return easy
-        lo, hi = neg.offsets[clips].numpy(), neg.offsets[clips + 1].numpy()
-        has = torch.as_tensor(hi > lo)
-        pick = np.minimum(lo + (rng.random(len(clips)) * (hi - lo)).astype(np.int64), max(0, neg.hidden.shape[0] - 1))
-        if neg.hidden.shape[0] == 0 or not bool(has.any()):
-            return easy
-        hard = _rows(neg.hidden, neg.lengths, pick)
+        pick = np.minimum(pick_in_ranges(neg.offsets, clips, rng), neg.hidden.shape[0] - 1)  # an empty range's start may be past the end
+        hard = text_rows(neg.hidden, neg.lengths, pick)
         width = max(hard[0].shape[1], easy[0].shape[1])
         text = torch.where(has.view(-1, 1, 1), F.pad(hard[0], (0, 0, 0, width - hard[0].shape[1])), F.pad(easy[0], (0, 0, 0, width - easy[0].shape[1])))
         return text, torch.where(has, hard[1], easy[1])
 
 
-def _rows(hidden: torch.Tensor, lengths: torch.Tensor, ids: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """Caption rows -> (states [B, L, D] float cut to the longest, lengths [B])."""
-    idx = torch.as_tensor(ids)
-    n = lengths[idx].long()
-    return hidden[idx, : int(n.max())].float(), n
+def train_matcher(
+    stage: MatcherStageConfig, model_config: MatcherConfig, seed: int, sources: Sequence[MatcherBatches], settings: LoopSettings, dist: DistInfo
+) -> tuple[LoopResult, VideoTextMatcher]:
+    """Train per `stage` (optimizer, EMA, precision); returns (LoopResult, EMA matcher).
 
-
-@dataclass
-class MatcherTraining:
-    """What one matcher training run needs beyond the cache (from `MatcherStageConfig`)."""
-
-    model: MatcherConfig
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    ema_decay: float = 0.999
-    noise_max: float = 0.2
-    precision: str = "bf16"
-    seed: int = 0
-
-
-def train_matcher(job: MatcherTraining, cache: LatentCache, negatives: NegativeText | None, settings: LoopSettings, dist: DistInfo) -> tuple[LoopResult, VideoTextMatcher]:
-    """Train per `job`; returns (LoopResult, EMA matcher). Binary cross-entropy, positives weighted 2 (1 per 2 negatives)."""
-    torch.manual_seed(job.seed)
-    model = VideoTextMatcher(job.model)
-    optimizer = make_optimizer(model, job.lr, job.weight_decay)
-    ema = EMA(model, job.ema_decay)
-    batches = MatcherBatches(cache, negatives, job.batch_size, job.noise_max, job.seed)
+    Step k takes its batch from `sources[k % len(sources)]` (the recipe passes one; a probe may
+    alternate real latents with other ones). Binary cross-entropy, positives weighted 2 (1 per 2 negatives).
+    """
+    torch.manual_seed(seed)
+    model = VideoTextMatcher(model_config)
+    optimizer = make_optimizer(model, stage.lr, stage.weight_decay)
+    ema = EMA(model, stage.ema_decay)
     pos_weight = torch.tensor(2.0)
 
     def step_fn(step: int) -> tuple[float, int]:
-        x, text, mask, labels = batches(step)
+        x, text, mask, labels = sources[step % len(sources)](step)
         model.train()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=job.precision == "bf16"):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=stage.precision == "bf16"):
             video = model.encode_video(x)  # once per clip, shared by its three captions
             logits = model.score(video.repeat(3, 1, 1), text, mask)
         loss = F.binary_cross_entropy_with_logits(logits.float(), labels, pos_weight=pos_weight)
