@@ -170,6 +170,21 @@ def test_frame_correlated_noise_is_read_from_pipeline_json_and_changes_the_video
         NativeConfig.from_dict({"noise_frame_correlation": 1.0})
 
 
+def test_camera_warped_noise_is_read_from_pipeline_json_and_moves_only_a_requested_camera(tmp_path: Path) -> None:
+    """A model trained on camera-warped noise samples from it when a camera is asked for, and from plain noise otherwise."""
+    tasks = ["text-to-video", "interpolation", "camera-control"]
+    plain_pipe = Pipeline.from_pretrained(build_tiny_model(tmp_path / "plain", {"camera_dim": 4}, tasks=tasks))
+    warped_pipe = Pipeline.from_pretrained(build_tiny_model(tmp_path / "warped", {"camera_dim": 4}, tasks=tasks, camera_noise_warp=0.8))
+    request = dict(prompt="a red ball", seed=3, steps=2)
+    assert np.array_equal(plain_pipe.generate(**request).frames, warped_pipe.generate(**request).frames)
+    panned = dict(request, camera={"pan": 1.0})
+    a, b = plain_pipe.generate(**panned).frames, warped_pipe.generate(**panned).frames
+    assert a.shape == b.shape and not np.array_equal(a, b)
+    assert np.array_equal(b, warped_pipe.generate(**panned).frames)  # still one video per seed
+    with pytest.raises(ValueError, match="camera_noise_warp"):
+        NativeConfig.from_dict({"camera_noise_warp": 1.5})
+
+
 def test_a_self_conditioned_model_reads_the_last_steps_estimate(tmp_path: Path) -> None:
     """Sampling feeds each step the previous step's guided clean-latent estimate (zeros at the first)."""
     import torch

@@ -69,6 +69,8 @@ def _write(tmp_path, text):
         ("[dit]\ntemporal_loss_weight = -1\n", "temporal_loss_weight must be >= 0"),
         ("[data]\nframe_counts = [1, 17]\n[dit]\ntemporal_loss_weight = 1\n", "at least 2 latent frames"),
         ("[dit]\nnoise_frame_correlation = 1.0\n", "noise_frame_correlation must be in"),
+        ("[dit]\ncamera_noise_warp = 1.5\n", "camera_noise_warp must be in"),
+        ("[dit]\ncamera_noise_warp = 0.5\nnoise_frame_correlation = 0.5\n", "set at most one"),
         ("[dit]\nscene_loss_weight = 0.5\nscene_loss_layer = 9\n", "scene_loss_layer must be between 1 and the DiT's depth 8"),
         ("[dit]\nrectify = 1.5\n", "dit.rectify must be in [0, 1]"),
         ("[dit]\ninput_perturbation = -0.1\n", "dit.input_perturbation must be >= 0"),
@@ -121,3 +123,34 @@ def test_the_matcher_is_opt_in_and_its_minutes_come_off_the_dits_budget(tmp_path
     with_matcher = load_config(_write(tmp_path, "total_budget_minutes = 60.0\nstages = ['data', 'cache', 'dit', 'matcher', 'export']\n[dit]\ntime_budget_minutes = 0.0\n[matcher]\ntime_budget_minutes = 5.0\n"))
     paths = RunPaths(tmp_path / "run")
     assert _dit_budget(plain, paths) - _dit_budget(with_matcher, paths) == pytest.approx(5.0 + MATCHER_RESERVE_MINUTES)
+
+
+def test_auto_precision_is_bf16_only_where_the_cpu_does_bf16_natively(tmp_path, monkeypatch):
+    """The recipe names "auto": emulated bf16 is many times slower than fp32 (docs/benchmarks.md), so it gets fp32 there."""
+    from kinema.train import precision
+
+    for native, expected in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(precision, "native_cpu_bf16", lambda native=native: native)
+        cfg = load_config(CONFIGS / "builtin.toml")
+        assert (cfg.vae.precision, cfg.dit.precision, cfg.cache_precision) == (expected,) * 3
+    p = tmp_path / "explicit.toml"
+    p.write_text("[dit]\nprecision = 'bf16'\n[vae]\nprecision = 'fp32'\n")
+    cfg = load_config(p)
+    assert (cfg.dit.precision, cfg.vae.precision) == ("bf16", "fp32")  # an explicit choice is kept
+    with pytest.raises(ValueError, match="precision must be one of"):
+        precision.resolve_precision("fp16")
+
+
+def test_asking_for_bf16_on_a_cpu_that_emulates_it_is_warned_about(tmp_path, monkeypatch, capsys):
+    from kinema.train import builtin, precision
+    from kinema.train.distributed import DistInfo
+
+    p = tmp_path / "bf16.toml"
+    p.write_text("[dit]\nprecision = 'bf16'\n")
+    cfg = load_config(p)
+    monkeypatch.setattr(precision, "native_cpu_bf16", lambda: False)
+    builtin._warn_emulated_bf16(cfg, DistInfo())
+    assert "dit asked for bf16, which this CPU only emulates" in capsys.readouterr().out
+    monkeypatch.setattr(precision, "native_cpu_bf16", lambda: True)
+    builtin._warn_emulated_bf16(cfg, DistInfo())
+    assert capsys.readouterr().out == ""

@@ -556,11 +556,12 @@ def test_ddp_two_processes_end_with_identical_weights(tiny_run, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "option, value", [("temporal_loss_weight", 2.0), ("noise_frame_correlation", 0.5), ("rectify", 1.0), ("input_perturbation", 0.1)]
+    "option, value",
+    [("temporal_loss_weight", 2.0), ("noise_frame_correlation", 0.5), ("camera_noise_warp", 0.8), ("rectify", 1.0), ("input_perturbation", 0.1)],
 )
 def test_training_options_change_the_update(tiny_run, tmp_path, option, value):
-    """dit.temporal_loss_weight adds a term to what is minimised; dit.noise_frame_correlation, dit.rectify
-    and dit.input_perturbation change the noise the model reads: either way the same batches give different weights."""
+    """dit.temporal_loss_weight adds a term to what is minimised; dit.noise_frame_correlation, dit.camera_noise_warp,
+    dit.rectify and dit.input_perturbation change the noise the model reads: either way the same batches give different weights."""
     from kinema.train.dit_trainer import train_dit
     from kinema.train.latents import LatentCache
 
@@ -575,7 +576,7 @@ def test_training_options_change_the_update(tiny_run, tmp_path, option, value):
     assert any(not torch.equal(a, b) for a, b in zip(*models))
 
 
-def test_export_writes_the_noise_correlation_the_dit_was_trained_with(tiny_run, tmp_path):
+def test_export_writes_the_noise_prior_the_dit_was_trained_with(tiny_run, tmp_path):
     import shutil
 
     from kinema.engine.native import NativeConfig
@@ -587,6 +588,9 @@ def test_export_writes_the_noise_correlation_the_dit_was_trained_with(tiny_run, 
     cfg.dit.noise_frame_correlation = 0.25
     stage_export(cfg, RunPaths(cfg.output))
     assert NativeConfig.load(run / "model").noise_frame_correlation == 0.25
+    cfg.dit.noise_frame_correlation, cfg.dit.camera_noise_warp = 0.0, 0.8
+    stage_export(cfg, RunPaths(cfg.output))
+    assert NativeConfig.load(run / "model").camera_noise_warp == 0.8
 
 
 def test_the_vae_stage_weights_its_loss_towards_salient_pixels_when_asked(tiny_run, tmp_path):

@@ -67,6 +67,7 @@ class NativeConfig:
     sampler: str = "dpmpp-2m"
     shift: ShiftConfig = field(default_factory=ShiftConfig)
     noise_frame_correlation: float = 0.0  # the training noise's correlation between latent frames (flow.frame_correlated_noise)
+    camera_noise_warp: float = 0.0  # share of the noise that moves with a requested camera (diffusion.camera_noise), as trained
     vae_chunk_frames: int = 2  # latent frames per VAE decode chunk: bounds memory for long clips
     # What the model was trained to do (engine.backend.TASKS); interpolation needs no training.
     tasks: list[str] = field(default_factory=lambda: ["text-to-video", "interpolation"])
@@ -99,6 +100,8 @@ class NativeConfig:
             raise ValueError(f"{PIPELINE_FILE}: tasks must include text-to-video and only {list(TASKS)}, got {cfg.tasks}")
         if not 0 <= cfg.noise_frame_correlation < 1:
             raise ValueError(f"{PIPELINE_FILE}: noise_frame_correlation must be in [0, 1), got {cfg.noise_frame_correlation}")
+        if not 0 <= cfg.camera_noise_warp <= 1:
+            raise ValueError(f"{PIPELINE_FILE}: camera_noise_warp must be in [0, 1], got {cfg.camera_noise_warp}")
         if not 1 <= cfg.candidates <= MAX_CANDIDATES:
             raise ValueError(f"{PIPELINE_FILE}: candidates must be between 1 and {MAX_CANDIDATES}, got {cfg.candidates}")
         if cfg.window_frames < 9 or (cfg.window_frames - 1) % 4:
@@ -407,14 +410,14 @@ class NativeBackend:
                     pinned[0] = z
         # Noise comes from a CPU generator whatever the device, so a seed means the same video everywhere.
         k = resolved.candidates
-        noise = [flow.frame_correlated_noise(shape, generator, self.config.noise_frame_correlation)]
-        noise += [flow.frame_correlated_noise(shape, candidate_generator(resolved.seed, window, j), self.config.noise_frame_correlation) for j in range(1, k)]
-        x = torch.cat(noise).to(self.device, self.dtype)
+        camera = camera_tensor([resolved.camera] * k) if self._dit.config.camera_dim > 0 else None
+        generators = [generator] + [candidate_generator(resolved.seed, window, j) for j in range(1, k)]
+        x = torch.cat([self._initial_noise(shape, camera, g) for g in generators]).to(self.device, self.dtype)
         cond = cond.expand(k, -1, -1, -1, -1)
         timesteps = flow.sampling_timesteps(resolved.steps, self.sampling_shift(t_lat, h, w)).to(self.device, self.dtype)
         extra: dict[str, torch.Tensor] = {"cond": cond}
-        if self._dit.config.camera_dim > 0:
-            extra["camera"] = camera_tensor([resolved.camera] * k).to(self.device, self.dtype)
+        if camera is not None:
+            extra["camera"] = camera.to(self.device, self.dtype)
         cond_text, cond_mask, uncond_text, uncond_mask = (v.expand(k, *v.shape[1:]) for v in text)
 
         # A self-conditioned DiT reads the last step's guided clean-latent estimate in both branches (zeros at first).
@@ -434,6 +437,14 @@ class NativeBackend:
             return latents
         best = int(self._matcher(latents, cond_text, cond_mask).argmax())
         return latents[best : best + 1]
+
+    def _initial_noise(self, shape: tuple[int, ...], camera: torch.Tensor | None, generator: torch.Generator) -> torch.Tensor:
+        """One clip's starting noise, drawn as the DiT's training noise was: moving with a given camera if it was trained so."""
+        if self.config.camera_noise_warp > 0 and camera is not None:
+            from kinema.diffusion.camera_noise import camera_warped_noise
+
+            return camera_warped_noise(shape, camera[:1], generator, self.config.camera_noise_warp, self.config.fps, self._vae.temporal_stride)
+        return flow.frame_correlated_noise(shape, generator, self.config.noise_frame_correlation)
 
     def sampling_shift(self, t_lat: int, h: int, w: int) -> float:
         """The timestep shift for a latent of T' x h x w (it grows with the token count, as in training)."""

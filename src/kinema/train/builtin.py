@@ -358,6 +358,7 @@ def stage_export(cfg: TrainConfig, paths: RunPaths) -> dict[str, Any]:
         sampler=e.sampler,
         shift=ShiftConfig(d.shift_base_tokens, d.shift_base_shift, d.shift_max_tokens, d.shift_max_shift),
         noise_frame_correlation=d.noise_frame_correlation,
+        camera_noise_warp=d.camera_noise_warp,
         tasks=capabilities_for(d.tasks, camera=dit.config.camera_dim > 0),
         window_frames=e.window_frames,
         max_total_seconds=e.max_total_seconds,
@@ -367,6 +368,16 @@ def stage_export(cfg: TrainConfig, paths: RunPaths) -> dict[str, Any]:
 
 
 # --- the recipe --------------------------------------------------------------------
+
+
+def _warn_emulated_bf16(cfg: TrainConfig, dist: DistInfo) -> None:
+    """Say so when a stage asks for bf16 on a CPU that only emulates it: many times slower than fp32 there."""
+    from kinema.train.precision import native_cpu_bf16
+
+    named = [n for n, p in (("vae", cfg.vae.precision), ("dit", cfg.dit.precision), ("cache", cfg.cache_precision)) if p == "bf16"]
+    if named and not native_cpu_bf16():
+        _log(dist, f"warning: {', '.join(named)} asked for bf16, which this CPU only emulates (no AVX512-BF16 or AMX): "
+                   "expect it many times slower than fp32; precision = \"auto\" picks fp32 here")  # fmt: skip
 
 
 def run(cfg: TrainConfig) -> dict[str, Any]:
@@ -381,6 +392,7 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
         if dist.is_main:
             paths.work.mkdir(parents=True, exist_ok=True)
             _write_json(paths.work / "config.json", config_to_dict(cfg))
+        _warn_emulated_bf16(cfg, dist)
         for stage in cfg.stages:
             barrier(dist)
             if _done(paths, stage) is not None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from kinema.errors import KinemaInputError
+from kinema.train.precision import PRECISIONS, resolve_precision
 
 STAGES = ("data", "vae", "cache", "dit", "matcher", "export")
 DEFAULT_STAGES = ("data", "vae", "cache", "dit", "export")  # the matcher is opt-in: list it in `stages`
@@ -70,7 +71,7 @@ class VAEStageConfig:
     salient_weight: float = 0.0
     grad_clip: float = 1.0
     lr_schedule: str = "cosine"
-    precision: str = "fp32"  # "fp32" or "bf16" (CPU autocast)
+    precision: str = "auto"  # "auto", "fp32" or "bf16" (CPU autocast); auto: bf16 where the CPU does it natively
     time_budget_minutes: float = 18.0
     encode_batch_size: int = 16
 
@@ -117,7 +118,7 @@ class DiTStageConfig:
     shift_base_shift: float = 1.0
     shift_max_tokens: int = 1024
     shift_max_shift: float = 3.0
-    precision: str = "bf16"
+    precision: str = "auto"  # kinema.train.precision: bf16 autocast where the CPU does it natively, else fp32
     time_budget_minutes: float = 80.0
     # Frame-conditioning tasks mixed by weight (kinema.conditioning.tasks.TASKS); text-only by default.
     tasks: dict[str, float] = field(default_factory=lambda: {"text": 1.0})
@@ -139,6 +140,10 @@ class DiTStageConfig:
     # Correlation between the training noise of any two latent frames (kinema.diffusion.flow.frame_correlated_noise,
     # PYoCo's mixed noise); exported to pipeline.json so sampling starts from the same noise. 0 = independent.
     noise_frame_correlation: float = 0.0
+    # Share of the starting noise that moves with the clip's camera where the camera signal is given
+    # (kinema.diffusion.camera_noise, after Go-with-the-Flow); exported to pipeline.json so a request's camera
+    # warps the sampler's noise the same way. 0 = independent noise for every clip.
+    camera_noise_warp: float = 0.0
     # Image-video joint training (Latte, Open-Sora): this share of optimizer steps trains on single frames
     # (one-frame latents, each encoded alone as the engine encodes an image), `image_batch_multiplier` times
     # the batch, since a frame is a fifth of a 2 s clip's tokens. 0 = video batches only. Two 50-minute trials at
@@ -199,7 +204,7 @@ class MatcherStageConfig:
     ema_decay: float = 0.999
     grad_clip: float = 1.0
     noise_max: float = 0.2  # latents get noise up to this level (as a sampler's last steps leave)
-    precision: str = "bf16"
+    precision: str = "auto"
     time_budget_minutes: float = 6.0
     candidates: int = 4  # pipeline.json's default clips per window (best-of-N)
 
@@ -231,7 +236,7 @@ class TrainConfig:
     checkpoint_every_steps: int = 500
     checkpoint_every_minutes: float = 10.0
     progress: bool = True
-    cache_precision: str = "fp32"  # VAE + text encoder when caching: "bf16" is ~3x faster on CPU
+    cache_precision: str = "auto"  # VAE + text encoder when caching: bf16 is ~3x faster on a CPU that does it natively
     cache_max_clips_per_bucket: int = 0  # 0 = encode every clip; else a seeded random subset per bucket
     data: DataConfig = field(default_factory=DataConfig)
     vae: VAEStageConfig = field(default_factory=VAEStageConfig)
@@ -347,8 +352,9 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     if cfg.vae.crop_size % 8 or cfg.vae.crop_size <= 0:
         raise KinemaInputError(f"vae.crop_size must be a positive multiple of 8, got {cfg.vae.crop_size}")
     for name, stage in (("vae", cfg.vae), ("dit", cfg.dit), ("matcher", cfg.matcher)):
-        if stage.precision not in ("fp32", "bf16"):
-            raise KinemaInputError(f"{name}.precision must be 'fp32' or 'bf16', got {stage.precision!r}")
+        if stage.precision not in PRECISIONS:
+            raise KinemaInputError(f"{name}.precision must be 'auto', 'fp32' or 'bf16', got {stage.precision!r}")
+        stage.precision = resolve_precision(stage.precision)
         if stage.lr_schedule not in ("cosine", "constant"):
             raise KinemaInputError(f"{name}.lr_schedule must be 'cosine' or 'constant', got {stage.lr_schedule!r}")
         if stage.batch_size < 1 or stage.steps < 0:
@@ -363,8 +369,9 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise KinemaInputError("stages: matcher must come before export, which ships it")
     if cfg.vae.salient_weight < 0:
         raise KinemaInputError(f"vae.salient_weight must be >= 0, got {cfg.vae.salient_weight}")
-    if cfg.cache_precision not in ("fp32", "bf16"):
-        raise KinemaInputError(f"cache_precision must be 'fp32' or 'bf16', got {cfg.cache_precision!r}")
+    if cfg.cache_precision not in PRECISIONS:
+        raise KinemaInputError(f"cache_precision must be 'auto', 'fp32' or 'bf16', got {cfg.cache_precision!r}")
+    cfg.cache_precision = resolve_precision(cfg.cache_precision)
     if not 0.0 <= cfg.dit.caption_dropout < 1.0:
         raise KinemaInputError(f"dit.caption_dropout must be in [0, 1), got {cfg.dit.caption_dropout}")
     if not 0.0 <= cfg.dit.ema_decay < 1.0:
@@ -385,6 +392,10 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise KinemaInputError(f"dit.temporal_loss_weight needs clips of at least 2 latent frames (frame_counts >= 5), got {min(cfg.data.frame_counts)}")
     if not 0 <= cfg.dit.noise_frame_correlation < 1:
         raise KinemaInputError(f"dit.noise_frame_correlation must be in [0, 1), got {cfg.dit.noise_frame_correlation}")
+    if not 0 <= cfg.dit.camera_noise_warp <= 1:
+        raise KinemaInputError(f"dit.camera_noise_warp must be in [0, 1], got {cfg.dit.camera_noise_warp}")
+    if cfg.dit.camera_noise_warp > 0 and cfg.dit.noise_frame_correlation > 0:
+        raise KinemaInputError("dit.camera_noise_warp and dit.noise_frame_correlation are two noise priors: set at most one")
     if cfg.dit.scene_loss_weight > 0:
         from kinema.models.dit import DiTConfig
 

@@ -22,6 +22,7 @@ import torch
 
 from kinema.conditioning.camera import CAMERA_DIM
 from kinema.conditioning.tasks import FrameLatents, build_cond, sample_tasks
+from kinema.diffusion.camera_noise import camera_warped_noise
 from kinema.diffusion.flow import (
     add_noise,
     apply_shift,
@@ -37,6 +38,7 @@ from kinema.diffusion.flow import (
 )
 from kinema.errors import KinemaInputError
 from kinema.models.io import config_from_dict
+from kinema.models.vae import CausalVideoVAE
 from kinema.train.buckets import BucketSampler
 from kinema.train.config import DiTStageConfig, TrainConfig
 from kinema.train.curriculum import easy_step
@@ -286,7 +288,10 @@ def train_dit(
         g = torch.Generator().manual_seed(int(rng.integers(2**62)))
         b = x0.shape[0]
         t = apply_shift(sample_training_t(b, g, d.t_mean, d.t_std, d.t_uniform_fraction), batch_shift(d, patch, tuple(x0.shape)))
-        noise = frame_correlated_noise(tuple(x0.shape), g, d.noise_frame_correlation)
+        if d.camera_noise_warp > 0:
+            noise = camera_warped_noise(tuple(x0.shape), camera, g, d.camera_noise_warp, cfg.data.fps, CausalVideoVAE.temporal_stride)
+        else:
+            noise = frame_correlated_noise(tuple(x0.shape), g, d.noise_frame_correlation)
         if d.rectify > 0:
             noise = rectified_noise(noise, own_noise_estimate(model, add_noise(x0, noise, t), t, text, mask, cond, camera, d.precision), t, d.rectify)
         model_noise = noise if d.input_perturbation == 0 else noise + d.input_perturbation * torch.randn(noise.shape, generator=g)
