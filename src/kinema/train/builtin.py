@@ -374,7 +374,8 @@ def _warn_emulated_bf16(cfg: TrainConfig, dist: DistInfo) -> None:
     """Say so when a stage asks for bf16 on a CPU that only emulates it: many times slower than fp32 there."""
     from kinema.train.precision import native_cpu_bf16
 
-    named = [n for n, p in (("vae", cfg.vae.precision), ("dit", cfg.dit.precision), ("cache", cfg.cache_precision)) if p == "bf16"]
+    stages = (("vae", cfg.vae.precision), ("cache", cfg.cache_precision), ("dit", cfg.dit.precision), ("matcher", cfg.matcher.precision))
+    named = [n for n, p in stages if p == "bf16" and n in cfg.stages]
     if named and not native_cpu_bf16():
         _log(dist, f"warning: {', '.join(named)} asked for bf16, which this CPU only emulates (no AVX512-BF16 or AMX): "
                    "expect it many times slower than fp32; precision = \"auto\" picks fp32 here")  # fmt: skip
