@@ -255,6 +255,7 @@ def cache_negatives(encoder, encoder_name: str, records: list[ClipRecord], cache
     _write_json(meta_path, {"key": key, "captions": len(texts), "clips": len(records)})
     return out / "negatives.safetensors"
 
+
 def pick_in_ranges(offsets: torch.Tensor, groups: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """One index per group, uniform in [offsets[g], offsets[g + 1]): a random caption (or negative) of each clip.
     An empty range gives its start, which the caller must not use."""
@@ -267,6 +268,7 @@ def text_rows(hidden: torch.Tensor, lengths: torch.Tensor, rows: torch.Tensor | 
     idx = torch.as_tensor(rows)
     n = lengths[idx].long()
     return hidden[idx, : int(n.max())].float(), n
+
 
 @dataclass
 class LatentCache:

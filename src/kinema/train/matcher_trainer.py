@@ -23,6 +23,7 @@ from kinema.train.config import MatcherStageConfig
 from kinema.train.distributed import DistInfo
 from kinema.train.latents import LatentCache, pick_in_ranges, text_rows
 from kinema.train.loop import EMA, LoopResult, LoopSettings, make_optimizer, run_loop
+from kinema.train.vae_trainer import autocast
 
 
 @dataclass
@@ -106,7 +107,7 @@ def train_matcher(
     def step_fn(step: int) -> tuple[float, int]:
         x, text, mask, labels = sources[step % len(sources)](step)
         model.train()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=stage.precision == "bf16"):
+        with autocast(stage.precision):
             video = model.encode_video(x)  # once per clip, shared by its three captions
             logits = model.score(video.repeat(3, 1, 1), text, mask)
         loss = F.binary_cross_entropy_with_logits(logits.float(), labels, pos_weight=pos_weight)
