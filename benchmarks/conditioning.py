@@ -11,7 +11,8 @@ Figures:
   i2v          PSNR of frame 0 against the given image after the VAE round trip
                (and against the raw image); the first-frame objects kept
                (judge reads the scene's color and shape) over the clip, and the same
-               for the VAE round trip of the whole ground-truth clip (the ceiling)
+               for the VAE round trip of the whole ground-truth clip (the ceiling);
+               both also apart for scenes where nothing moves and the rest
   first_last   PSNR of the last frame against the last image (round trip and raw)
   camera       the judge reads the requested camera move, given as a signal
                (prompts with the camera words removed)
@@ -71,6 +72,16 @@ def kept_objects(frames: np.ndarray, scene, fps: float) -> bool:
     return bool(s["color"] and s["shape"])
 
 
+def scene_kind(scene) -> str:
+    """'still' when nothing moves (every object still, camera static), else 'moving': where a given object is lost."""
+    return "still" if scene.camera == "static" and all(o.motion == "still" for o in scene.objects) else "moving"
+
+
+def kept_by_kind(kept: list[bool], items) -> dict:
+    kinds = [scene_kind(it.scene) for it in items]
+    return {k: {"clips": kinds.count(k), "objects_kept": float(np.mean([o for o, kk in zip(kept, kinds) if kk == k]))} for k in sorted(set(kinds))}
+
+
 def part_i2v(pipe: Pipeline, items, steps: int | None) -> dict:
     p_rt, p_raw, kept, ceiling = [], [], [], []
     for it in items:
@@ -81,7 +92,7 @@ def part_i2v(pipe: Pipeline, items, steps: int | None) -> dict:
         kept.append(kept_objects(v.frames, it.scene, v.fps))
         ceiling.append(kept_objects(clip_round_trip(pipe, gt), it.scene, it.clip.fps))
     return {"clips": len(items), "psnr_frame0_vs_roundtrip_db": float(np.mean(p_rt)), "psnr_frame0_vs_image_db": float(np.mean(p_raw)), "objects_kept": float(np.mean(kept)),
-            "objects_kept_vae_roundtrip": float(np.mean(ceiling))}  # fmt: skip
+            "objects_kept_vae_roundtrip": float(np.mean(ceiling)), "by_scene": kept_by_kind(kept, items), "vae_roundtrip_by_scene": kept_by_kind(ceiling, items)}  # fmt: skip
 
 
 def part_first_last(pipe: Pipeline, items, steps: int | None) -> dict:

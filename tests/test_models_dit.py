@@ -16,6 +16,7 @@ from kinema.models.dit import (
     attend,
     camera_token_positions,
     keep_indices,
+    nearest_given_reference,
     relative_offsets,
     rope_3d,
     rope_from_positions,
@@ -135,6 +136,49 @@ def test_zero_init_camera_is_a_no_op_until_trained() -> None:
         assert not torch.allclose(m(x, tt, text, mask, camera=camera), plain, atol=1e-4)
 
 
+def test_nearest_given_reference_copies_the_nearest_given_frame_to_every_frame() -> None:
+    c, tl = 3, 6
+    cond = torch.zeros(3, c + 1, tl, 2, 2)
+    cond[0, :c, 0], cond[0, c, 0] = 1.0, 1.0  # image-to-video: frame 0 only
+    cond[1, :c, 0], cond[1, c, 0] = 1.0, 1.0  # first + last frame
+    cond[1, :c, 5], cond[1, c, 5] = 2.0, 1.0
+    # sample 2: nothing given (text-to-video)
+    ref = nearest_given_reference(cond, c)
+    assert ref.shape == (3, c + 2, tl, 2, 2)
+    assert ref[0, :c].eq(1.0).all() and ref[0, c].eq(1.0).all()
+    torch.testing.assert_close(ref[0, c + 1, :, 0, 0], torch.arange(tl) / (tl - 1.0))
+    # first + last: frames 0-2 read frame 0 (frame 2.5 would tie; 2 is nearer 0), 3-5 read frame 5
+    assert ref[1, 0, :, 0, 0].tolist() == [1.0, 1.0, 1.0, 2.0, 2.0, 2.0]
+    torch.testing.assert_close(ref[1, c + 1, :, 0, 0], torch.tensor([0, 1, 2, -2, -1, 0]) / (tl - 1.0))
+    assert ref[2].abs().max().item() == 0.0
+    tie = torch.zeros(1, c + 1, 5, 1, 1)
+    tie[0, :c, 0], tie[0, c, 0], tie[0, :c, 4], tie[0, c, 4] = 1.0, 1.0, 2.0, 1.0
+    assert nearest_given_reference(tie, c)[0, 0, 2, 0, 0].item() == 1.0  # a tie goes to the earlier frame
+
+
+def test_nearest_given_input_starts_as_a_no_op_and_then_copies_the_given_frame_forward() -> None:
+    torch.manual_seed(0)
+    plain = _pretend_trained(DiT(DiTConfig(**SMALL)))
+    torch.manual_seed(0)
+    m = DiT(DiTConfig(**SMALL, nearest_given=True))
+    m.load_state_dict(plain.state_dict(), strict=False)  # what a run with dit.init_from does
+    m.eval()
+    x, tt, text, mask = _inputs(2, 3, 4, 6, 4, 32)
+    cond = torch.zeros(2, 17, 3, 4, 6)
+    cond[:, :16, 0], cond[:, 16, 0] = torch.randn(2, 16, 4, 6), 1.0
+    with torch.no_grad():
+        torch.testing.assert_close(m(x, tt, text, mask, cond=cond), plain(x, tt, text, mask, cond=cond), atol=0, rtol=0)
+        m.nearest_embed.weight.normal_(std=0.1)  # as if trained
+        changed = m(x, tt, text, mask, cond=cond) - plain(x, tt, text, mask, cond=cond)
+        assert changed[:, :, 1:].abs().max().item() > 1e-3  # the later latent frames now read the given one
+        other = cond.clone()
+        other[:, :16, 0] = torch.randn(2, 16, 4, 6)
+        assert not torch.allclose(m(x, tt, text, mask, cond=other)[:, :, 2], m(x, tt, text, mask, cond=cond)[:, :, 2], atol=1e-4)
+    assert DiT(DiTConfig(**SMALL)).nearest_embed is None
+    with pytest.raises(ValueError, match="temporal_basis"):
+        DiTConfig(**SMALL, nearest_given=True, temporal_basis="dct")
+
+
 @pytest.mark.parametrize("text_layers", [0, 2])
 def test_text_padding_is_ignored_but_text_matters(text_layers: int) -> None:
     torch.manual_seed(0)
@@ -177,9 +221,9 @@ def test_rope_depends_only_on_relative_position() -> None:
         assert score((2, 2, 2), moved) != pytest.approx(base, abs=1e-4)
 
 
-@pytest.mark.parametrize("text_layers", [0, 1])
-def test_flops_match_a_counter(text_layers: int) -> None:
-    m = DiT(DiTConfig(**SMALL, camera_dim=4, text_layers=text_layers))
+@pytest.mark.parametrize("text_layers, nearest_given", [(0, False), (1, False), (0, True)])
+def test_flops_match_a_counter(text_layers: int, nearest_given: bool) -> None:
+    m = DiT(DiTConfig(**SMALL, camera_dim=4, text_layers=text_layers, nearest_given=nearest_given))
     b, t, h, w, text_len = 2, 3, 6, 10, 7
     x, tt, text, mask = _inputs(b, t, h, w, text_len, 32)
     cond = torch.randn(b, 17, t, h, w)

@@ -91,3 +91,27 @@ def test_resize_crop_covers_then_centre_crops():
     out = resize_crop(frames, 32, 32)
     assert out.shape == (2, 32, 32, 3)
     assert out[:, :, 8:24].min() > 200
+
+
+def test_captions_are_encoded_in_batches_of_similar_length_and_come_back_in_order():
+    """encode_captions: each row is that caption's own states, and batches hold captions of similar length
+    (a batch is padded to its longest caption, so dataset order spent half the work on padding)."""
+    import torch
+
+    from kinema.models.text import HashTextEncoder
+    from kinema.train.latents import encode_captions
+
+    encoder = HashTextEncoder(dim=8)
+    widths = []
+    real = encoder.encode
+    encoder.encode = lambda batch: (widths.append(max(encoder.count_tokens(c) for c in batch)), real(batch))[1]
+    captions = ["", "a very long caption with many many words in it", "a ball", "two red squares", "a b c d e f g h i j", "x"]
+    hidden, lengths = encode_captions(encoder, captions, batch_size=2)
+    assert widths == sorted(widths) and len(widths) == 3
+    assert sum(w * 2 for w in widths) < sum(max(encoder.count_tokens(c) for c in captions[s : s + 2]) * 2 for s in range(0, 6, 2))
+    for i, caption in enumerate(captions):
+        alone, mask = real([caption])
+        n = int(mask.sum())
+        assert int(lengths[i]) == n
+        torch.testing.assert_close(hidden[i, :n], alone[0, :n].half())
+        assert hidden[i, n:].abs().sum().item() == 0  # padding past its own length

@@ -340,7 +340,8 @@ def test_muon_trains_the_dit_and_resumes_from_its_checkpoint(tiny_run, tmp_path)
 def test_init_from_starts_the_dit_from_saved_weights_and_refuses_another_shape(tiny_run, tmp_path):
     """dit.init_from: a fresh run starts from a saved DiT's weights (the EMA too), not a random initialisation;
     a DiT of another shape, or a directory without one, is refused by name (by `kinema train` before any stage);
-    one that differs only in where tokens sit (camera-aligned positions) is not."""
+    one that differs only in where tokens sit (camera-aligned positions) or lacks an input this run adds
+    (`nearest_given`, zero-initialised) is not."""
     from kinema.errors import KinemaInputError
     from kinema.models.io import save_pretrained
     from kinema.train.builtin import run
@@ -358,6 +359,15 @@ def test_init_from_starts_the_dit_from_saved_weights_and_refuses_another_shape(t
     cfg.dit.model = {**cfg.dit.model, "camera_positions": True}  # where tokens sit, not the weights: accepted
     _, _, placed = train_dit(cfg, cache, 384, DistInfo(), tmp_path / "ckpt5")
     assert placed.config.camera_positions and torch.equal(placed.state_dict()["final.linear.weight"], first.state_dict()["final.linear.weight"])
+    cfg.dit.model = {**cfg.dit.model, "nearest_given": True}  # a new zero-initialised input: accepted, starts at zero
+    _, _, added = train_dit(cfg, cache, 384, DistInfo(), tmp_path / "ckpt6")
+    assert added.nearest_embed.weight.abs().max().item() == 0.0
+    assert torch.equal(added.state_dict()["final.linear.weight"], first.state_dict()["final.linear.weight"])
+    save_pretrained(added, tmp_path / "dit_nearest")
+    cfg.dit.init_from, cfg.dit.model = str(tmp_path / "dit_nearest"), {**cfg.dit.model, "nearest_given": False}
+    with pytest.raises(KinemaInputError, match="nearest_given"):  # dropping a trained input is not a warm start
+        train_dit(cfg, cache, 384, DistInfo(), tmp_path / "ckpt7")
+    cfg.dit.init_from = str(tmp_path / "dit")
     cfg.dit.model = {**cfg.dit.model, "depth": cfg.dit.model["depth"] + 1}
     with pytest.raises(KinemaInputError, match="depth"):
         train_dit(cfg, cache, 384, DistInfo(), tmp_path / "ckpt3")

@@ -1,6 +1,7 @@
 """Diffusion transformer over video latents (facebookresearch/DiT style, for video).
 
-    x [B,C,T',h,w] --patchify+linear--> tokens [B,N,D]   (+ zero-init cond embedding)
+    x [B,C,T',h,w] --patchify+linear--> tokens [B,N,D]   (+ zero-init cond embedding; optionally + zero-init
+                                                          embedding of the nearest given frame)
     c = timestep MLP(t) + MLP(masked mean of text) + zero-init MLP(camera)
     N x DiTBlock:  self-attn (3D RoPE, QK-norm) -> cross-attn to text (QK-norm,
                    key padding mask) -> MLP, each gated by adaLN-zero from c
@@ -33,6 +34,10 @@ TEMPORAL_BASES = ("frames", "dct")
 # DiTConfig fields that change where tokens sit, not what the weights are: a DiT may start from weights
 # trained with other values (`dit.init_from`, e.g. the built-in model finetuned with camera-aligned positions).
 POSITION_ONLY_FIELDS = frozenset({"camera_positions", "camera_pan_speed", "camera_zoom_factor", "camera_temporal_stride"})
+# DiTConfig fields that, switched on, only add a zero-initialised input (and its weights): a DiT trained without
+# one may start a run with it, and starts out computing exactly what it computed before.
+ADDED_INPUT_FIELDS = {"nearest_given": ("nearest_embed.",)}
+NEAREST_GIVEN_EXTRA = 2  # channels after the reference latent: "a frame is given" and the signed time offset to it
 
 
 @dataclass
@@ -104,6 +109,12 @@ class DiTConfig:
     camera_pan_speed: float = 0.0275
     camera_zoom_factor: float = 1.5
     camera_temporal_stride: int = 4
+    # Nearest-given reference: every latent frame also reads the clean latent of the nearest frame the request
+    # gives (first image, last image, keyframe, the frames a window continues), with its signed distance in
+    # time, through a zero-initialised input, as Stable Video Diffusion concatenates its conditioning image to
+    # every frame. Why: with `cond` alone, a given object reaches a later frame only if attention learns to fetch
+    # it from the given frame; this puts a copy at the same place in every frame, so keeping it is local.
+    nearest_given: bool = False
 
     def __post_init__(self) -> None:
         if self.cond_channels is None:
@@ -128,8 +139,8 @@ class DiTConfig:
             raise ValueError("camera_temporal_stride must be >= 1 and camera_zoom_factor > 0")
         if not 0 <= self.mask_blocks < self.depth:
             raise ValueError(f"mask_blocks must be between 0 and depth - 1 ({self.depth - 1}), got {self.mask_blocks}")
-        if self.temporal_basis != "frames" and self.scene_classes:
-            raise ValueError("the scene head reads tokens per latent frame: it needs temporal_basis = 'frames'")
+        if self.temporal_basis != "frames" and (self.scene_classes or self.nearest_given):
+            raise ValueError("the scene head and the nearest-given reference work per latent frame: they need temporal_basis = 'frames'")
 
 
 # --- positions ------------------------------------------------------------------
@@ -229,6 +240,30 @@ def absolute_position_features(grid: tuple[int, int, int], device: torch.device 
         spatial(gw)[None, None, :].expand(gt, gh, gw, -1),
     ]
     return torch.cat(parts, dim=-1).reshape(gt * gh * gw, POSITION_FEATURES)
+
+
+def nearest_given_reference(cond: torch.Tensor, latent_channels: int) -> torch.Tensor:
+    """[B, C + 2, T', h, w]: for every latent frame, the clean latent of the nearest given frame in `cond`.
+
+    `cond` is the frame-conditioning input [B, C + 1, T', h, w] (clean latents, then the per-frame mask). The
+    two extra channels are 1 where the sample has any given frame, and the signed offset (this frame - the
+    given one) over the clip's latent length; a sample with nothing given gets zeros. Ties go to the earlier
+    frame, the one motion has carried forward from.
+    """
+    c = latent_channels
+    b, _, tl, h, w = cond.shape
+    given = cond[:, c, :, 0, 0] > 0.5  # [B, T']
+    frames = torch.arange(tl, device=cond.device, dtype=torch.float32)
+    distance = (frames[None, :, None] - frames[None, None, :]).abs().expand(b, -1, -1)  # [B, T' (this), T' (given)]
+    distance = distance.masked_fill(~given[:, None, :], float("inf"))
+    nearest = distance.argmin(dim=-1)  # [B, T']: the first minimum, i.e. the earlier frame on a tie
+    index = nearest[:, None, :, None, None].expand(b, c, tl, h, w)
+    reference = cond[:, :c].gather(2, index)
+    any_given = given.any(dim=1).to(cond.dtype)[:, None]  # [B, 1]
+    offset = (frames[None] - nearest.to(torch.float32)) / max(tl - 1, 1)
+    extra = torch.stack([any_given.expand(b, tl), offset.to(cond.dtype) * any_given], dim=1)  # [B, 2, T']
+    reference = reference * any_given[:, :, None, None, None]
+    return torch.cat([reference, extra[:, :, :, None, None].expand(b, NEAREST_GIVEN_EXTRA, tl, h, w)], dim=1)
 
 
 def relative_offsets(grid: tuple[int, int, int], max_offset: int, device: torch.device | None = None) -> torch.Tensor:
@@ -464,6 +499,8 @@ class DiT(nn.Module):
         self.patch_volume = pt * ph * pw
         self.x_embed = nn.Linear(cfg.latent_channels * self.patch_volume, d)
         self.cond_embed = nn.Linear(cfg.cond_channels * self.patch_volume, d)
+        reference_channels = cfg.latent_channels + NEAREST_GIVEN_EXTRA
+        self.nearest_embed = nn.Linear(reference_channels * self.patch_volume, d) if cfg.nearest_given else None
         self.self_cond_embed = nn.Linear(cfg.latent_channels * self.patch_volume, d) if cfg.self_condition else None
         self.pos_embed = nn.Linear(POSITION_FEATURES, d) if cfg.absolute_positions else None
         self.t_embed = nn.Sequential(nn.Linear(256, d), nn.SiLU(), nn.Linear(d, d))
@@ -498,6 +535,8 @@ class DiT(nn.Module):
             nn.init.normal_(self.mask_token, std=0.02)
         # adaLN-zero: the model starts as "predict zero velocity"; with a conv head, its last conv starts at zero.
         zero = [self.cond_embed, self.final.ada[-1]] + [b.ada[-1] for b in self.blocks]
+        if self.nearest_embed is not None:
+            zero.append(self.nearest_embed)
         if self.self_cond_embed is not None:
             zero.append(self.self_cond_embed)
         zero.append(self.final.linear if self.head is None else self.head.conv2)
@@ -567,6 +606,9 @@ class DiT(nn.Module):
             if cond.shape[1] != cfg.cond_channels or cond.shape[2:] != x.shape[2:]:
                 raise KinemaInputError(f"cond must be [B, {cfg.cond_channels}, {', '.join(map(str, x.shape[2:]))}], got {list(cond.shape)}")
             tokens = tokens + self.cond_embed(self.patchify(to_basis(cond.to(x.dtype))))
+            if self.nearest_embed is not None:
+                reference = nearest_given_reference(cond.to(x.dtype), cfg.latent_channels)
+                tokens = tokens + self.nearest_embed(self.patchify(reference))
         if self.self_cond_embed is not None:
             if x0_estimate is None:
                 x0_estimate = torch.zeros_like(x)
@@ -654,6 +696,8 @@ class DiT(nn.Module):
             f += 2 * n * POSITION_FEATURES * d
         if with_cond:
             f += 2 * n * cfg.cond_channels * self.patch_volume * d
+            if self.nearest_embed is not None:
+                f += 2 * n * (cfg.latent_channels + NEAREST_GIVEN_EXTRA) * self.patch_volume * d
         if cfg.self_condition:
             f += 2 * n * cfg.latent_channels * self.patch_volume * d
         f += 2 * (256 * d + d * d) + 2 * (cfg.text_dim * d + d * d)  # timestep and pooled-text MLPs

@@ -74,8 +74,10 @@ def warm_start(model: torch.nn.Module, directory: str | Path) -> None:
 
     Why: finetuning (the built-in model on your own footage, or a narrow first phase before the whole
     dataset) needs the weights and nothing else of the earlier run: optimizer, schedule and step restart.
+    A DiT may switch on an input the saved one lacks (`ADDED_INPUT_FIELDS`): its weights start at zero,
+    so the warm-started model computes exactly what the saved one did until training moves them.
     """
-    from kinema.models.dit import POSITION_ONLY_FIELDS
+    from kinema.models.dit import ADDED_INPUT_FIELDS, POSITION_ONLY_FIELDS
     from kinema.models.io import load_pretrained
 
     path = check_init_from(directory)
@@ -83,10 +85,16 @@ def warm_start(model: torch.nn.Module, directory: str | Path) -> None:
     if type(source) is not type(model):
         raise KinemaInputError(f"dit.init_from: {path} holds a {type(source).__name__}, not a {type(model).__name__}")
     ours, theirs = vars(model.config), vars(source.config)
-    differ = [f"{k} {theirs.get(k)!r} != {v!r}" for k, v in ours.items() if theirs.get(k) != v and k not in POSITION_ONLY_FIELDS]
+    added = [k for k in ADDED_INPUT_FIELDS if ours.get(k) and not theirs.get(k)]  # new zero-initialised inputs
+    differ = [f"{k} {theirs.get(k)!r} != {v!r}" for k, v in ours.items() if theirs.get(k) != v and k not in POSITION_ONLY_FIELDS and k not in added]
     if differ:
         raise KinemaInputError(f"dit.init_from: {path} does not match [dit.model] and the data: " + "; ".join(differ))
-    model.load_state_dict(source.state_dict())
+    result = model.load_state_dict(source.state_dict(), strict=not added)
+    if added:  # only the added inputs' weights may be missing; they keep their zero initialisation
+        prefixes = tuple(p for k in added for p in ADDED_INPUT_FIELDS[k])
+        stray = [k for k in result.missing_keys if not k.startswith(prefixes)] + list(result.unexpected_keys)
+        if stray:
+            raise KinemaInputError(f"dit.init_from: {path}'s weights do not fit this DiT: " + ", ".join(stray))
 
 
 def batch_shift(d: DiTStageConfig, patch: tuple[int, int, int], latent_shape: tuple[int, ...]) -> float:
