@@ -214,8 +214,7 @@ def encode_captions(encoder, captions: list[str], batch_size: int = 256, precisi
         bar.close()
     width = max(h.shape[1] for h in hiddens)
     hidden = torch.cat([torch.nn.functional.pad(h, (0, 0, 0, width - h.shape[1])) for h in hiddens])
-    restore = torch.empty(len(order), dtype=torch.int64)
-    restore[torch.tensor(order, dtype=torch.int64)] = torch.arange(len(order))
+    restore = torch.argsort(torch.tensor(order, dtype=torch.int64))  # the inverse of the length order
     return hidden[restore], torch.cat(lengths)[restore]
 
 
