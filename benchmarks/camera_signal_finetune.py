@@ -33,6 +33,7 @@ from kinema.train.config import load_config
 from kinema.train.dit_trainer import DiTBatches
 from kinema.train.distributed import DistInfo
 from kinema.train.latents import TRAIN_MAX_TOKENS, LatentCache, encode_captions
+from kinema.train.precision import resolve_precision
 from kinema.world.dataset import captions_without_camera
 from kinema.world.scene import Scene
 
@@ -72,7 +73,7 @@ def main() -> None:
     d.camera_caption_free = args.camera_caption_free
     torch.manual_seed(cfg.seed + 7)
     cache = LatentCache.load(args.run / "cache")
-    added = add_signal_captions(cache, args.run, cfg.text_encoder, cfg.seed, cfg.cache_precision)
+    added = add_signal_captions(cache, args.run, cfg.text_encoder, cfg.seed, resolve_precision(cfg.cache_precision))
     model = load_pretrained(args.run / "work" / "dit_ema")
     batches = DiTBatches(cache, cfg, DistInfo())
 

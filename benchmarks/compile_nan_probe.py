@@ -22,7 +22,7 @@ import torch
 from kinema.models import dit as dit_module
 from kinema.train.config import load_config
 from kinema.train.dit_trainer import build_dit
-from kinema.train.vae_trainer import autocast
+from kinema.train.precision import autocast
 from train_throughput import TEXT_DIM  # benchmarks/train_throughput.py
 
 

@@ -20,7 +20,7 @@ from kinema.models.io import save_pretrained
 from kinema.train.config import DiTStageConfig
 from kinema.train.dit_trainer import batch_shift
 from kinema.train.loop import EMA
-from kinema.train.vae_trainer import autocast
+from kinema.train.precision import autocast, resolve_precision
 
 # step -> (x0 normalised [B,C,T',h,w], text, mask, cond or None, camera, generator for t and noise)
 BatchFn = Callable[[int], tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Generator]]
@@ -40,7 +40,7 @@ def finetune(model: torch.nn.Module, d: DiTStageConfig, batch: BatchFn, minutes:
         x0, text, mask, cond, camera, g = batch(step)
         t = apply_shift(sample_training_t(x0.shape[0], g, d.t_mean, d.t_std, d.t_uniform_fraction), batch_shift(d, patch, tuple(x0.shape)))
         noise = torch.randn(x0.shape, generator=g)
-        with autocast(d.precision):
+        with autocast(resolve_precision(d.precision)):
             pred = model(add_noise(x0, noise, t), t, text, mask, cond, camera)
         loss = flow_loss(pred, velocity_target(x0, noise))
         optimizer.zero_grad(set_to_none=True)

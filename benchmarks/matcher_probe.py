@@ -37,6 +37,7 @@ from kinema.train.latents import TRAIN_MAX_TOKENS, LatentCache, cache_negatives
 from kinema.train.loop import LoopSettings
 from kinema.train.matcher_data import KINDS, perturb_scene
 from kinema.train.matcher_trainer import MatcherBatches, load_negatives, train_matcher
+from kinema.train.precision import resolve_precision
 
 
 def dit_estimates(cache: LatentCache, dit_dir: Path, t_range: tuple[float, float], per_bucket: int, seed: int) -> LatentCache:
@@ -116,7 +117,7 @@ def main() -> None:
     cfg = load_config(args.config, output_dir=str(args.run))
     cache = LatentCache.load(args.run / "cache")
     encoder = load_text_encoder(cfg.text_encoder, max_tokens=TRAIN_MAX_TOKENS)
-    negatives = load_negatives(cache_negatives(encoder, cfg.text_encoder, _records(cfg), args.run / "cache", cfg.seed, cfg.cache_precision, True))
+    negatives = load_negatives(cache_negatives(encoder, cfg.text_encoder, _records(cfg), args.run / "cache", cfg.seed, resolve_precision(cfg.cache_precision), True))
     stage = MatcherStageConfig(time_budget_minutes=args.minutes)  # the recipe's defaults: batch 64, lr 1e-3, noise 0.2, bf16
     model_config = MatcherConfig(latent_channels=cache.latent_mean.numel(), hidden=args.hidden, video_depth=args.video_depth, fusion_depth=args.fusion_depth)
     sources = [MatcherBatches(cache, negatives, stage.batch_size, stage.noise_max, cfg.seed)]

@@ -59,7 +59,7 @@ def build_cache(run: Path, out: Path, batch: int) -> None:
     from kinema.models.io import load_pretrained
     from kinema.train.buckets import Bucket
     from kinema.train.data import assign_buckets, load_clip, read_metadata, to_model_video
-    from kinema.train.vae_trainer import autocast
+    from kinema.train.precision import autocast
 
     src_meta = json.loads((run / "cache" / "latents" / "meta.json").read_text())
     run_cfg = json.loads((run / "work" / "config.json").read_text())

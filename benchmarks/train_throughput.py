@@ -24,7 +24,7 @@ import torch
 from kinema.diffusion.flow import add_noise, flow_loss, sample_logit_normal, velocity_target
 from kinema.train.config import load_config
 from kinema.train.dit_trainer import build_dit
-from kinema.train.vae_trainer import autocast
+from kinema.train.precision import autocast
 
 TEXT_DIM = 384  # all-MiniLM-L6-v2's hidden size
 

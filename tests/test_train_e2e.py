@@ -535,22 +535,44 @@ from kinema.train.latents import LatentCache
 run, out = Path(sys.argv[1]), Path(sys.argv[2])
 cfg = load_config(sys.argv[3], output_dir=str(run))
 dist = init_distributed()
+if sys.argv[4:] == ["auto-timed-apart"]:  # "auto", where each rank's timing would choose differently
+    from kinema.train import precision
+    cfg.dit.precision = "auto"
+    precision.native_cpu_bf16 = lambda: True
+    faster = ("fp32", "bf16")[dist.rank]
+    timed = precision.time_precisions
+    precision.time_precisions = lambda step, repeats: {p: timed(step, 1)[p] * 0 + (1.0 if p == faster else 2.0) for p in ("fp32", "bf16")}
 result, ema, model = train_dit(cfg, LatentCache.load(run / "cache"), 384, dist, out / "ckpt")
-torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "steps": result.steps}, out / f"rank{dist.rank}.pt")
+torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "steps": result.steps, "precision": result.precision}, out / f"rank{dist.rank}.pt")
 cleanup(dist)
 """
 
 
-def test_ddp_two_processes_end_with_identical_weights(tiny_run, tmp_path):
-    script = tmp_path / "ddp.py"
+def _ddp_run(tiny_run, out, *extra):
+    """Both ranks' results of train_dit under torchrun with two processes."""
+    script = out / "ddp.py"
     script.write_text(textwrap.dedent(DDP_SCRIPT))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1", f"--master_port={port}", str(script), str(tiny_run), str(tmp_path), str(TINY)]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1", f"--master_port={port}", str(script), str(tiny_run), str(out), str(TINY), *extra]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
+    return [torch.load(out / f"rank{r}.pt") for r in (0, 1)]
+
+
+def test_ddp_ranks_train_in_rank_zeros_timed_precision(tiny_run, tmp_path):
+    """precision = "auto" under torchrun: every rank times, rank 0's choice holds for all, so they stay in step."""
+    r0, r1 = _ddp_run(tiny_run, tmp_path, "auto-timed-apart")
+    assert r0["precision"].startswith("fp32 (measured") and r1["precision"].startswith("fp32 (measured")
+    assert r0["steps"] == r1["steps"] == 3
+    assert json.loads((tmp_path / "ckpt" / "precision.json").read_text())["precision"] == "fp32"
+    for k in r0["model"]:
+        assert torch.equal(r0["model"][k], r1["model"][k]), k
+
+
+def test_ddp_two_processes_end_with_identical_weights(tiny_run, tmp_path):
+    r0, r1 = _ddp_run(tiny_run, tmp_path)
     assert r0["steps"] == r1["steps"] == 3
     from kinema.train.dit_trainer import build_dit
 
@@ -616,3 +638,53 @@ def test_the_vae_stage_weights_its_loss_towards_salient_pixels_when_asked(tiny_r
         assert result.steps == 2
         weights.append(load_pretrained(tmp_path / f"vae{w}").state_dict())
     assert any(not torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_auto_precision_times_the_dit_step_without_changing_what_it_trains(tiny_run, tmp_path, monkeypatch):
+    """With "auto" on a CPU with native bf16 the DiT stage times its own step in both precisions first
+    (kinema.train.precision); those probe steps must leave the run exactly as an explicit choice trains it."""
+    from kinema.train import precision
+    from kinema.train.dit_trainer import train_dit
+    from kinema.train.latents import LatentCache
+
+    timed = precision.time_precisions  # the real probe steps run; the verdict is fixed, so the test is not a race
+    monkeypatch.setattr(precision, "native_cpu_bf16", lambda: True)
+    monkeypatch.setattr(precision, "time_precisions", lambda step, repeats: {p: s * 0 + {"fp32": 1.0, "bf16": 2.0}[p] for p, s in timed(step, repeats).items()})
+    cache = LatentCache.load(tiny_run / "cache")
+    runs = {}
+    for name in ("auto", "fp32"):
+        cfg = load_config(TINY, output_dir=str(tiny_run))
+        cfg.dit.precision = name
+        runs[name] = train_dit(cfg, cache, 384, DistInfo(), tmp_path / name)
+    (auto, auto_ema, _), (fixed, fixed_ema, _) = runs["auto"], runs["fp32"]
+    assert auto.precision.startswith("fp32 (measured in ") and fixed.precision == "fp32 (config)"
+    assert json.loads((tmp_path / "auto" / precision.PRECISION_RECORD).read_text())["precision"] == "fp32"
+    assert auto.final_loss == fixed.final_loss
+    for (name, a), b in zip(auto_ema.state_dict().items(), fixed_ema.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_the_cache_stages_timing_probe_encodes_one_batch_of_the_commonest_bucket(tiny_run, monkeypatch):
+    from kinema.train import latents
+    from kinema.train.data import assign_buckets, read_metadata
+
+    records = assign_buckets(read_metadata(tiny_run / "dataset"), [[32, 32], [32, 48]], [9], 8.0)
+    loaded, seen = [], {}
+    real_load = latents.load_clip
+    monkeypatch.setattr(latents, "load_clip", lambda *a, **k: loaded.append(1) or real_load(*a, **k))
+
+    class Encoder:
+        def encode(self, captions):
+            seen["captions"] = list(captions)
+
+    vae = load_pretrained(tiny_run / "work" / "vae")
+    real_encode = vae.encode
+    vae.encode = lambda video: seen.setdefault("video", video.shape) and real_encode(video)
+    probe = latents.encoding_probe(vae, Encoder(), records, 8.0, batch_size=3, caption_batch=5)
+    assert loaded == []  # nothing decoded unless something is timed
+    probe("fp32", 0)
+    probe("bf16", 1)
+    commonest = max({r.bucket.key for r in records}, key=lambda k: sum(r.bucket.key == k for r in records))
+    height, width = (int(v) for v in commonest.split("x")[:2])
+    assert len(loaded) == 3 and seen["video"] == (3, 3, 9, height, width)  # decoded once, for both calls
+    assert seen["captions"] == [c for r in records for c in r.captions][:5]

@@ -112,7 +112,10 @@ def _log(dist: DistInfo, msg: str) -> None:
 
 def _loop_stats(res: Any) -> dict[str, Any]:
     """What train_stats.json records of a training loop's kinema.train.loop.LoopResult."""
-    return {"steps": res.steps, "seconds": res.seconds, "samples_per_second": res.samples_per_second, "final_loss": res.final_loss, "stopped_by": res.stopped_by}
+    return {
+        "steps": res.steps, "seconds": res.seconds, "samples_per_second": res.samples_per_second, "final_loss": res.final_loss,
+        "stopped_by": res.stopped_by, "precision": res.precision,
+    }  # fmt: skip
 
 
 # --- stages ------------------------------------------------------------------------
@@ -172,29 +175,33 @@ def _vae_source(cfg: TrainConfig, paths: RunPaths) -> Path:
 def stage_cache(cfg: TrainConfig, paths: RunPaths) -> dict[str, Any]:
     from kinema.models.io import load_pretrained, save_pretrained
     from kinema.models.text import load_text_encoder
-    from kinema.train.latents import TRAIN_MAX_TOKENS, cache_latents, cache_negatives, cache_text
+    from kinema.train.latents import TRAIN_MAX_TOKENS, cache_latents, cache_negatives, cache_text, encoding_probe
+    from kinema.train.precision import PRECISION_RECORD, choose_precision
 
     records = _records(cfg)
     src = _vae_source(cfg, paths)
     vae = load_pretrained(src)
     encoder = load_text_encoder(cfg.text_encoder, max_tokens=TRAIN_MAX_TOKENS)
+    probe = encoding_probe(vae, encoder, records, cfg.data.fps, cfg.vae.encode_batch_size)
+    choice = choose_precision(cfg.cache_precision, probe, paths.cache / PRECISION_RECORD, repeats=3, announce="cache")
+    precision = choice.precision
 
     def encode(clips: list, cache_dir: Path, max_clips_per_bucket: int = 0) -> Any:
         """Latents of `clips` and embeddings of their captions into `cache_dir`; returns the latent stats."""
         stats = cache_latents(
-            vae, src / "model.safetensors", clips, cfg.data.fps, cache_dir, cfg.vae.encode_batch_size, cfg.cache_precision, cfg.progress,
+            vae, src / "model.safetensors", clips, cfg.data.fps, cache_dir, cfg.vae.encode_batch_size, precision, cfg.progress,
             max_clips_per_bucket=max_clips_per_bucket, seed=cfg.seed,
         )  # fmt: skip
-        cache_text(encoder, cfg.text_encoder, clips, cache_dir, precision=cfg.cache_precision, progress=cfg.progress)
+        cache_text(encoder, cfg.text_encoder, clips, cache_dir, precision=precision, progress=cfg.progress)
         return stats
 
     stats = encode(records, paths.cache, cfg.cache_max_clips_per_bucket)
     if "matcher" in cfg.stages:  # the matcher's hard negatives: encoded here, so the DiT's budget counts them
-        cache_negatives(encoder, cfg.text_encoder, records, paths.cache, cfg.seed, cfg.cache_precision, cfg.progress)
+        cache_negatives(encoder, cfg.text_encoder, records, paths.cache, cfg.seed, precision, cfg.progress)
     vae.config.latent_mean, vae.config.latent_std = stats.mean, stats.std
     save_pretrained(vae, paths.vae_final)
     encoded = json.loads((paths.cache / "latents" / "meta.json").read_text())["num_clips"]
-    out = {"clips": encoded, "latent_std_mean": sum(stats.std) / len(stats.std)}
+    out = {"clips": encoded, "latent_std_mean": sum(stats.std) / len(stats.std), "precision": choice.describe()}
     if cfg.dit.first_phase.minutes > 0:
         first = first_phase_config(cfg, paths)
         if not (first.dataset_path / "metadata.jsonl").is_file():

@@ -14,6 +14,7 @@ samples so the prompt alone still steers the camera.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -46,8 +47,8 @@ from kinema.train.distributed import DistInfo, wrap_model
 from kinema.train.latents import LatentCache, pick_in_ranges, text_rows
 from kinema.train.loop import EMA, LoopSettings, make_optimizer, run_loop
 from kinema.train.muon import MuonWithAdamW, dit_hidden_matrix
+from kinema.train.precision import PRECISION_RECORD, autocast, choose_precision
 from kinema.train.scene_labels import NUM_CLASSES, object_weights, scene_loss
-from kinema.train.vae_trainer import autocast
 
 
 def build_dit(model_fields: dict, latent_channels: int, text_dim: int):
@@ -291,7 +292,7 @@ def train_dit(
     ema = EMA(model, d.ema_decay)
     batches = DiTBatches(cache, cfg, dist, scene_labels if d.uses_scene_labels else None, easy if d.curriculum_steps > 0 else None)
 
-    def step_fn(step: int) -> tuple[float, int]:
+    def forward_backward(step: int, precision: str) -> tuple[float, int]:
         x0, text, mask, cond, camera, rng = batches.image_batch(step) if batches.is_image_step(step) else batches(step)
         g = torch.Generator().manual_seed(int(rng.integers(2**62)))
         b = x0.shape[0]
@@ -301,13 +302,13 @@ def train_dit(
         else:
             noise = frame_correlated_noise(tuple(x0.shape), g, d.noise_frame_correlation)
         if d.rectify > 0:
-            noise = rectified_noise(noise, own_noise_estimate(model, add_noise(x0, noise, t), t, text, mask, cond, camera, d.precision), t, d.rectify)
+            noise = rectified_noise(noise, own_noise_estimate(model, add_noise(x0, noise, t), t, text, mask, cond, camera, precision), t, d.rectify)
         model_noise = noise if d.input_perturbation == 0 else noise + d.input_perturbation * torch.randn(noise.shape, generator=g)
         xt = add_noise(x0, model_noise, t)
         model.train()
         labels = batches.scene_targets(step)
         keep = masked_step_keep(d, model, tuple(x0.shape), rng, g)
-        with autocast(d.precision):
+        with autocast(precision):
             x0_estimate = self_condition_input(model, xt, t, text, mask, cond, camera, g) if model.config.self_condition else None
             if scene_fields:
                 pred, logits = net(xt, t, text, mask, cond, camera, return_scene=True, x0_estimate=x0_estimate)
@@ -324,6 +325,8 @@ def train_dit(
         total.backward()
         return float(loss.detach()), b
 
+    choice = choose_precision(d.precision, lambda p, i: forward_backward(i, p), checkpoint_dir / PRECISION_RECORD, dist, announce="dit")
+    optimizer.zero_grad(set_to_none=True)
     settings = LoopSettings.for_stage("dit", d, cfg, checkpoint_dir, budget_minutes)
-    result = run_loop(settings, model, optimizer, step_fn, dist, ema=ema)
-    return result, ema.model, model
+    result = run_loop(settings, model, optimizer, lambda step: forward_backward(step, choice.precision), dist, ema=ema)
+    return dataclasses.replace(result, precision=choice.describe()), ema.model, model

@@ -26,8 +26,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -35,7 +37,7 @@ from safetensors.torch import load_file, save_file
 
 from kinema.train.buckets import Bucket
 from kinema.train.data import ClipRecord, load_clip, to_model_video
-from kinema.train.vae_trainer import autocast
+from kinema.train.precision import autocast
 
 CACHE_FORMAT = 2  # bump when the cached tensors change, so old caches are rebuilt
 TRAIN_MAX_TOKENS = 128  # captions are encoded with room to spare; the engine enforces its own prompt limit
@@ -102,6 +104,30 @@ def _camera_rows(records: list[ClipRecord], idx: list[int]) -> torch.Tensor:
     from kinema.conditioning.camera import camera_tensor
 
     return camera_tensor([records[i].camera for i in idx])
+
+
+def encoding_probe(vae, encoder, records: list[ClipRecord], fps: float, batch_size: int, caption_batch: int = 256) -> Callable[[str, int], None]:
+    """One batch of the cache stage's work in a given precision: `batch_size` clips of the commonest bucket
+    through the VAE's encoder and up to `caption_batch` of their captions through the text encoder.
+
+    For `kinema.train.precision.choose_precision`: the clips are decoded on the first call, once, so the
+    probe times encoding only, as the stage's time is spent, and costs nothing when nothing is timed."""
+    batch: list[Any] = []
+
+    def probe(precision: str, _call: int = 0) -> None:
+        if not batch:
+            by_bucket: dict[str, list[int]] = {}
+            for i, r in enumerate(records):
+                by_bucket.setdefault(r.bucket.key, []).append(i)  # type: ignore[union-attr]
+            key = max(sorted(by_bucket), key=lambda k: len(by_bucket[k]))
+            clips = [load_clip(records[i], fps, Bucket.from_key(key)) for i in by_bucket[key][:batch_size]]
+            batch.extend([to_model_video(np.stack(clips)), [c for r in records[:caption_batch] for c in r.captions][:caption_batch]])
+        vae.eval()
+        with torch.no_grad(), autocast(precision):
+            vae.encode(batch[0])
+            encoder.encode(batch[1])
+
+    return probe
 
 
 def cache_latents(

@@ -124,6 +124,7 @@ class LoopResult:
     samples: int  # samples seen by all ranks
     final_loss: float
     stopped_by: str  # "steps", "budget", "already done"
+    precision: str = ""  # what the stage computed in, and why (kinema.train.precision.PrecisionChoice.describe)
 
     @property
     def samples_per_second(self) -> float:

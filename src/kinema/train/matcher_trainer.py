@@ -10,6 +10,7 @@ VAE's and DiT's (`kinema.train.loop`): time budget, checkpoints, resume, EMA, pr
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ from kinema.train.config import MatcherStageConfig
 from kinema.train.distributed import DistInfo
 from kinema.train.latents import LatentCache, pick_in_ranges, text_rows
 from kinema.train.loop import EMA, LoopResult, LoopSettings, make_optimizer, run_loop
-from kinema.train.vae_trainer import autocast
+from kinema.train.precision import PRECISION_RECORD, autocast, choose_precision
 
 
 @dataclass
@@ -104,18 +105,20 @@ def train_matcher(
     ema = EMA(model, stage.ema_decay)
     pos_weight = torch.tensor(2.0)
 
-    def step_fn(step: int) -> tuple[float, int]:
+    def forward_backward(step: int, precision: str) -> tuple[float, int]:
         x, text, mask, labels = sources[step % len(sources)](step)
         model.train()
-        with autocast(stage.precision):
+        with autocast(precision):
             video = model.encode_video(x)  # once per clip, shared by its three captions
             logits = model.score(video.repeat(3, 1, 1), text, mask)
         loss = F.binary_cross_entropy_with_logits(logits.float(), labels, pos_weight=pos_weight)
         loss.backward()
         return float(loss.item()), x.shape[0]
 
-    result = run_loop(settings, model, optimizer, step_fn, dist, ema=ema)
-    return result, ema.model
+    choice = choose_precision(stage.precision, lambda p, i: forward_backward(i, p), settings.checkpoint_dir / PRECISION_RECORD, dist, announce="matcher")
+    optimizer.zero_grad(set_to_none=True)
+    result = run_loop(settings, model, optimizer, lambda step: forward_backward(step, choice.precision), dist, ema=ema)
+    return dataclasses.replace(result, precision=choice.describe()), ema.model
 
 
 def load_negatives(path: Path) -> NegativeText:

@@ -8,7 +8,7 @@ decoding from the inner loop entirely (the Shapes World dataset is small).
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +22,7 @@ from kinema.train.config import TrainConfig
 from kinema.train.data import ClipRecord, load_clip, to_model_video
 from kinema.train.distributed import DistInfo, wrap_model
 from kinema.train.loop import LoopResult, LoopSettings, make_optimizer, run_loop
+from kinema.train.precision import PRECISION_RECORD, autocast, choose_precision
 
 
 def build_vae(model_fields: dict):
@@ -32,13 +33,6 @@ def build_vae(model_fields: dict):
         return CausalVideoVAE(config_from_dict(VAEConfig, dict(model_fields)))
     except (ValueError, TypeError) as exc:
         raise KinemaInputError(f"[vae.model]: {exc}") from None
-
-
-def autocast(precision: str):
-    """bf16 autocast on CPU (matmuls/convs ~2-4x faster with AVX512-BF16/AMX), or nothing."""
-    if precision == "bf16":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 @dataclass
@@ -81,19 +75,21 @@ def train_vae(cfg: TrainConfig, records: list[ClipRecord], dist: DistInfo, out_d
     net = wrap_model(model, dist)
     optimizer = make_optimizer(model, v.lr, v.weight_decay)
 
-    def step_fn(step: int) -> tuple[float, int]:
+    def forward_backward(step: int, precision: str) -> tuple[float, int]:
         rng = np.random.default_rng([cfg.seed, 1, step, dist.rank])
         video = pool.batch(v.batch_size, rng)
         torch.manual_seed(cfg.seed * 1_000_003 + step * 97 + dist.rank)  # posterior sampling noise
         model.train()
-        with autocast(v.precision):
+        with autocast(precision):
             recon, mean, logvar = net(video)
         loss, _ = vae_loss(recon.float(), video, mean.float(), logvar.float(), v.kl_weight, salient_weight=v.salient_weight)
         loss.backward()
         return float(loss.detach()), v.batch_size
 
+    choice = choose_precision(v.precision, lambda p, i: forward_backward(i, p), checkpoint_dir / PRECISION_RECORD, dist, announce="vae")
+    optimizer.zero_grad(set_to_none=True)
     settings = LoopSettings.for_stage("vae", v, cfg, checkpoint_dir)
-    result = run_loop(settings, model, optimizer, step_fn, dist)
+    result = run_loop(settings, model, optimizer, lambda step: forward_backward(step, choice.precision), dist)
     if dist.is_main:
         save_pretrained(model.eval(), out_dir)
-    return result
+    return dataclasses.replace(result, precision=choice.describe())
