@@ -184,3 +184,30 @@ def test_bad_extends_are_refused_with_the_file_named(tmp_path, files, message):
         (tmp_path / name).write_text(text)
     with pytest.raises(KinemaInputError, match=message):
         load_config(tmp_path / "a.toml")
+
+
+def test_show_config_prints_the_merged_config_and_trains_nothing(tmp_path, monkeypatch, capsys):
+    import json
+    import sys
+
+    from kinema import cli
+
+    from typer.testing import CliRunner
+
+    from kinema.cli import app
+
+    child = tmp_path / "child.toml"
+    child.write_text(f'extends = "{CONFIGS / "builtin.toml"}"\n[dit]\nlr = 1e-3\n')
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["train", str(child), "--output", str(out), "--stages", "dit,export", "--show-config"])
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.output)
+    assert shown["dit"]["lr"] == 1e-3 and shown["dit"]["model"]["hidden"] == 256  # the change, and the base's values
+    assert shown["stages"] == ["dit", "export"] and shown["output_dir"] == str(out)
+    assert not out.exists()
+    bad = tmp_path / "bad.toml"
+    bad.write_text('extends = "nowhere.toml"\n')
+    monkeypatch.setattr(sys, "argv", ["kinema", "train", str(bad), "--show-config"])  # the real entry point: exit code 2
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+    assert exc.value.code == 2 and "nowhere.toml (named by extends in" in capsys.readouterr().err
