@@ -21,7 +21,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from kinema.errors import KinemaInputError
+from kinema.train.checkpoint import write_json_atomic
 from kinema.train.config import STAGES, TrainConfig, config_to_dict
 from kinema.train.distributed import DistInfo, barrier, cleanup, init_distributed
 
@@ -91,13 +91,6 @@ class RunPaths:
 
     def marker(self, stage: str) -> Path:
         return self.work / f"{stage}.done.json"
-
-
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, indent=2))
-    os.replace(tmp, path)
 
 
 def _done(paths: RunPaths, stage: str) -> dict[str, Any] | None:
@@ -306,7 +299,7 @@ def _first_phase(cfg: TrainConfig, paths: RunPaths, dist: DistInfo, text_dim: in
     stats = _loop_stats(res)
     if dist.is_main:
         save_pretrained(ema_model, paths.dit_first_ema)
-        _write_json(done, stats)
+        write_json_atomic(done, stats)
     barrier(dist)
     return stats
 
@@ -399,7 +392,7 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
     try:
         if dist.is_main:
             paths.work.mkdir(parents=True, exist_ok=True)
-            _write_json(paths.work / "config.json", config_to_dict(cfg))
+            write_json_atomic(paths.work / "config.json", config_to_dict(cfg))
         _warn_emulated_bf16(cfg, dist)
         for stage in cfg.stages:
             barrier(dist)
@@ -419,13 +412,13 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
             if dist.is_main and stats is not None:
                 # A resumed training stage reports its loop time across all runs in "seconds".
                 stats["wall_seconds"] = max(time.monotonic() - start, stats.get("seconds", 0.0))
-                _write_json(paths.marker(stage), stats)
+                write_json_atomic(paths.marker(stage), stats)
                 _log(dist, f"{stage}: done in {stats['wall_seconds'] / 60:.1f} min")
         barrier(dist)
         summary = {s: _done(paths, s) for s in STAGES if _done(paths, s) is not None}
         summary_out = {"stages": summary, "total_wall_seconds": sum(v.get("wall_seconds", 0.0) for v in summary.values()), "world_size": dist.world_size}
         if dist.is_main:
-            _write_json(paths.stats, summary_out)
+            write_json_atomic(paths.stats, summary_out)
         return summary_out
     finally:
         cleanup(dist)

@@ -7,6 +7,7 @@ starting over.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import tempfile
@@ -31,6 +32,14 @@ def save_checkpoint(directory: str | Path, state: dict[str, Any]) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return directory / CHECKPOINT_NAME
+
+
+def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    """`payload` as indented JSON at `path`, written to a temp file then renamed, so a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(payload, indent=2))
+    os.replace(tmp, path)
 
 
 def load_checkpoint(directory: str | Path) -> dict[str, Any] | None:

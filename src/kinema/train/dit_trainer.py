@@ -14,7 +14,6 @@ samples so the prompt alone still steers the camera.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from pathlib import Path
 
@@ -45,9 +44,9 @@ from kinema.train.config import DiTStageConfig, TrainConfig
 from kinema.train.curriculum import easy_step
 from kinema.train.distributed import DistInfo, wrap_model
 from kinema.train.latents import LatentCache, pick_in_ranges, text_rows
-from kinema.train.loop import EMA, LoopSettings, make_optimizer, run_loop
+from kinema.train.loop import EMA, LoopSettings, make_optimizer, run_loop_in_precision
 from kinema.train.muon import MuonWithAdamW, dit_hidden_matrix
-from kinema.train.precision import PRECISION_RECORD, autocast, choose_precision
+from kinema.train.precision import autocast
 from kinema.train.scene_labels import NUM_CLASSES, object_weights, scene_loss
 
 
@@ -325,8 +324,6 @@ def train_dit(
         total.backward()
         return float(loss.detach()), b
 
-    choice = choose_precision(d.precision, lambda p, i: forward_backward(i, p), checkpoint_dir / PRECISION_RECORD, dist, announce="dit")
-    optimizer.zero_grad(set_to_none=True)
     settings = LoopSettings.for_stage("dit", d, cfg, checkpoint_dir, budget_minutes)
-    result = run_loop(settings, model, optimizer, lambda step: forward_backward(step, choice.precision), dist, ema=ema)
-    return dataclasses.replace(result, precision=choice.describe()), ema.model, model
+    result = run_loop_in_precision(settings, model, optimizer, forward_backward, d.precision, dist, ema=ema)
+    return result, ema.model, model

@@ -36,6 +36,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from kinema.train.buckets import Bucket
+from kinema.train.checkpoint import write_json_atomic
 from kinema.train.data import ClipRecord, load_clip, to_model_video
 from kinema.train.precision import autocast
 
@@ -63,12 +64,6 @@ def records_digest(records: list[ClipRecord]) -> str:
 def _atomic_save(tensors: dict[str, torch.Tensor], path: Path) -> None:
     tmp = path.with_suffix(".tmp")
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
-    os.replace(tmp, path)
-
-
-def _write_json(path: Path, payload: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, indent=2))
     os.replace(tmp, path)
 
 
@@ -106,6 +101,14 @@ def _camera_rows(records: list[ClipRecord], idx: list[int]) -> torch.Tensor:
     return camera_tensor([records[i].camera for i in idx])
 
 
+def indices_by_bucket(records: list[ClipRecord]) -> dict[str, list[int]]:
+    """Each bucket key's record indices, in record order (`assign_buckets` has set every record's bucket)."""
+    by_bucket: dict[str, list[int]] = {}
+    for i, r in enumerate(records):
+        by_bucket.setdefault(r.bucket.key, []).append(i)  # type: ignore[union-attr]
+    return by_bucket
+
+
 def encoding_probe(vae, encoder, records: list[ClipRecord], fps: float, batch_size: int, caption_batch: int = 256) -> Callable[[str, int], None]:
     """One batch of the cache stage's work in a given precision: `batch_size` clips of the commonest bucket
     through the VAE's encoder and up to `caption_batch` of their captions through the text encoder.
@@ -116,9 +119,7 @@ def encoding_probe(vae, encoder, records: list[ClipRecord], fps: float, batch_si
 
     def probe(precision: str, _call: int = 0) -> None:
         if not batch:
-            by_bucket: dict[str, list[int]] = {}
-            for i, r in enumerate(records):
-                by_bucket.setdefault(r.bucket.key, []).append(i)  # type: ignore[union-attr]
+            by_bucket = indices_by_bucket(records)
             key = max(sorted(by_bucket), key=lambda k: len(by_bucket[k]))
             clips = [load_clip(records[i], fps, Bucket.from_key(key)) for i in by_bucket[key][:batch_size]]
             batch.extend([to_model_video(np.stack(clips)), [c for r in records[:caption_batch] for c in r.captions][:caption_batch]])
@@ -156,10 +157,7 @@ def cache_latents(
         meta = json.loads(meta_path.read_text())
         return LatentStats(meta["latent_mean"], meta["latent_std"])
     out.mkdir(parents=True, exist_ok=True)
-    by_bucket: dict[str, list[int]] = {}
-    for i, r in enumerate(records):
-        by_bucket.setdefault(r.bucket.key, []).append(i)  # type: ignore[union-attr]
-    by_bucket = {k: _subset(v, max_clips_per_bucket, seed) for k, v in by_bucket.items()}
+    by_bucket = {k: _subset(v, max_clips_per_bucket, seed) for k, v in indices_by_bucket(records).items()}
     c = vae.config.latent_channels
     total = torch.zeros(c, dtype=torch.float64)
     total_sq = torch.zeros(c, dtype=torch.float64)
@@ -204,7 +202,7 @@ def cache_latents(
     mean = total / count
     std = (total_sq / count - mean.pow(2)).clamp_min(1e-8).sqrt()
     stats = LatentStats([float(v) for v in mean], [float(v) for v in std])
-    _write_json(meta_path, {"key": key, "buckets": buckets_meta, "latent_mean": stats.mean, "latent_std": stats.std, "num_clips": sum(buckets_meta.values())})
+    write_json_atomic(meta_path, {"key": key, "buckets": buckets_meta, "latent_mean": stats.mean, "latent_std": stats.std, "num_clips": sum(buckets_meta.values())})
     return stats
 
 
@@ -273,7 +271,7 @@ def cache_text(encoder, encoder_name: str, records: list[ClipRecord], cache_dir:
         tensors["signal_offsets"] = torch.tensor(signal_offsets, dtype=torch.int64)
         tensors["signal_ids"] = torch.tensor(signal_ids, dtype=torch.int64)
     _atomic_save(tensors, out / "text.safetensors")
-    _write_json(meta_path, {"key": key, "encoder": encoder_name, "dim": encoder.dim, "num_captions": len(captions)})
+    write_json_atomic(meta_path, {"key": key, "encoder": encoder_name, "dim": encoder.dim, "num_captions": len(captions)})
 
 
 def cache_negatives(encoder, encoder_name: str, records: list[ClipRecord], cache_dir: Path, seed: int, precision: str = "fp32", progress: bool = True) -> Path:
@@ -293,7 +291,7 @@ def cache_negatives(encoder, encoder_name: str, records: list[ClipRecord], cache
     else:
         hidden, lengths = torch.zeros(0, 1, encoder.dim, dtype=torch.float16), torch.zeros(0, dtype=torch.int32)
     _atomic_save({"hidden": hidden.contiguous(), "lengths": lengths.contiguous(), "offsets": torch.tensor(offsets, dtype=torch.int64)}, out / "negatives.safetensors")
-    _write_json(meta_path, {"key": key, "captions": len(texts), "clips": len(records)})
+    write_json_atomic(meta_path, {"key": key, "captions": len(texts), "clips": len(records)})
     return out / "negatives.safetensors"
 
 

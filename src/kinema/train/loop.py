@@ -11,6 +11,7 @@ the same way, alone or under DDP.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ import torch
 
 from kinema.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from kinema.train.distributed import DistInfo, broadcast_values
+from kinema.train.precision import PRECISION_RECORD, choose_precision
 
 
 def lr_at(step: int, base_lr: float, warmup: int, total: int, schedule: str = "cosine", time_frac: float = 0.0, min_ratio: float = 0.1) -> float:
@@ -234,3 +236,26 @@ def run_loop(
     if bar is not None:
         bar.close()
     return LoopResult(step, elapsed(), samples, loss_avg, stopped_by)
+
+
+def run_loop_in_precision(
+    settings: LoopSettings,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    forward_backward: Callable[[int, str], tuple[float, int]],
+    requested_precision: str,
+    dist: DistInfo,
+    ema: EMA | None = None,
+) -> LoopResult:
+    """`run_loop` in the precision `requested_precision` comes to on this machine; the result says which and why.
+
+    `forward_backward(step, precision)` is the stage's step in a given precision. For "auto" it is
+    first timed in both (kinema.train.precision.choose_precision: no optimizer update, the RNG left
+    as it was) and the choice is kept beside the stage's checkpoint, so a resume trains on in it.
+    """
+    choice = choose_precision(
+        requested_precision, lambda p, i: forward_backward(i, p), settings.checkpoint_dir / PRECISION_RECORD, dist, announce=settings.name
+    )
+    optimizer.zero_grad(set_to_none=True)  # the timed steps' gradients
+    result = run_loop(settings, model, optimizer, lambda step: forward_backward(step, choice.precision), dist, ema=ema)
+    return dataclasses.replace(result, precision=choice.describe())

@@ -10,7 +10,6 @@ VAE's and DiT's (`kinema.train.loop`): time budget, checkpoints, resume, EMA, pr
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +22,8 @@ from kinema.models.matcher import MatcherConfig, VideoTextMatcher
 from kinema.train.config import MatcherStageConfig
 from kinema.train.distributed import DistInfo
 from kinema.train.latents import LatentCache, pick_in_ranges, text_rows
-from kinema.train.loop import EMA, LoopResult, LoopSettings, make_optimizer, run_loop
-from kinema.train.precision import PRECISION_RECORD, autocast, choose_precision
+from kinema.train.loop import EMA, LoopResult, LoopSettings, make_optimizer, run_loop_in_precision
+from kinema.train.precision import autocast
 
 
 @dataclass
@@ -115,10 +114,8 @@ def train_matcher(
         loss.backward()
         return float(loss.item()), x.shape[0]
 
-    choice = choose_precision(stage.precision, lambda p, i: forward_backward(i, p), settings.checkpoint_dir / PRECISION_RECORD, dist, announce="matcher")
-    optimizer.zero_grad(set_to_none=True)
-    result = run_loop(settings, model, optimizer, lambda step: forward_backward(step, choice.precision), dist, ema=ema)
-    return dataclasses.replace(result, precision=choice.describe()), ema.model
+    result = run_loop_in_precision(settings, model, optimizer, forward_backward, stage.precision, dist, ema=ema)
+    return result, ema.model
 
 
 def load_negatives(path: Path) -> NegativeText:

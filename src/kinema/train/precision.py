@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import os
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -23,6 +22,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+
+from kinema.train.checkpoint import write_json_atomic
 
 PRECISIONS = ("auto", "fp32", "bf16")
 PRECISION_RECORD = "precision.json"  # in a stage's checkpoint directory: the choice "auto" made, kept on resume
@@ -41,13 +42,17 @@ def native_cpu_bf16() -> bool:
     return any(bool(check()) for check in checks if check is not None)
 
 
+def _check_name(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+
+
 def resolve_precision(precision: str) -> str:
     """"fp32" or "bf16" without timing anything: "auto" becomes bf16 where the CPU does it natively, else fp32.
 
     For code outside the trainers (probes, benchmarks) that needs a precision at once; the
     trainers time both with `choose_precision`."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    _check_name(precision)
     if precision == "auto":
         return "bf16" if native_cpu_bf16() else "fp32"
     return precision
@@ -113,8 +118,7 @@ def choose_precision(
     written once and reused when the stage resumes. With `announce` (the stage's
     name), rank 0 prints what "auto" became.
     """
-    if requested not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {requested!r}")
+    _check_name(requested)
     if requested != "auto":
         return PrecisionChoice(requested, "config")
     if not native_cpu_bf16():
@@ -135,10 +139,7 @@ def choose_precision(
         faster = "bf16" if is_bf16 else "fp32"
     choice = PrecisionChoice(faster, "measured", seconds, time.perf_counter() - start)
     if record is not None and (dist is None or dist.is_main):
-        record.parent.mkdir(parents=True, exist_ok=True)
-        tmp = record.with_suffix(".tmp")
-        tmp.write_text(json.dumps(dataclasses.asdict(choice), indent=2))
-        os.replace(tmp, record)
+        write_json_atomic(record, dataclasses.asdict(choice))
     _announce(announce, choice, dist)
     return choice
 

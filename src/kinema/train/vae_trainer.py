@@ -8,7 +8,6 @@ decoding from the inner loop entirely (the Shapes World dataset is small).
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,8 +20,8 @@ from kinema.models.vae import vae_loss
 from kinema.train.config import TrainConfig
 from kinema.train.data import ClipRecord, load_clip, to_model_video
 from kinema.train.distributed import DistInfo, wrap_model
-from kinema.train.loop import LoopResult, LoopSettings, make_optimizer, run_loop
-from kinema.train.precision import PRECISION_RECORD, autocast, choose_precision
+from kinema.train.loop import LoopResult, LoopSettings, make_optimizer, run_loop_in_precision
+from kinema.train.precision import autocast
 
 
 def build_vae(model_fields: dict):
@@ -86,10 +85,8 @@ def train_vae(cfg: TrainConfig, records: list[ClipRecord], dist: DistInfo, out_d
         loss.backward()
         return float(loss.detach()), v.batch_size
 
-    choice = choose_precision(v.precision, lambda p, i: forward_backward(i, p), checkpoint_dir / PRECISION_RECORD, dist, announce="vae")
-    optimizer.zero_grad(set_to_none=True)
     settings = LoopSettings.for_stage("vae", v, cfg, checkpoint_dir)
-    result = run_loop(settings, model, optimizer, lambda step: forward_backward(step, choice.precision), dist)
+    result = run_loop_in_precision(settings, model, optimizer, forward_backward, v.precision, dist)
     if dist.is_main:
         save_pretrained(model.eval(), out_dir)
-    return dataclasses.replace(result, precision=choice.describe())
+    return result
